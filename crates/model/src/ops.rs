@@ -1,0 +1,74 @@
+//! Row-wise operations of the forward pass, each with a fixed reduction order so results never depend on batch size.
+
+/// A dot product with eight fixed accumulators (vectorizes; same order for the same length).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        let (x, y) = (&a[c * 8..c * 8 + 8], &b[c * 8..c * 8 + 8]);
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for i in chunks * 8..a.len() {
+        tail += a[i] * b[i];
+    }
+    let pairs = [lanes[0] + lanes[4], lanes[1] + lanes[5], lanes[2] + lanes[6], lanes[3] + lanes[7]];
+    (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail
+}
+
+/// `out = x / rms(x) * weight`.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let mean_square = dot(x, x) / x.len() as f32;
+    let scale = 1.0 / (mean_square + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+/// `gate = silu(gate) * up`, in place.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `row += bias`.
+pub fn add_bias(row: &mut [f32], bias: &[f32]) {
+    for (r, &b) in row.iter_mut().zip(bias) {
+        *r += b;
+    }
+}
+
+/// `a += b`.
+pub fn add_in_place(a: &mut [f32], b: &[f32]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// Causal attention of one query head over `count` cached positions: softmax(q.K / sqrt(d)) V.
+pub fn attend(query: &[f32], keys: &[f32], values: &[f32], count: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let d = query.len();
+    let scale = 1.0 / (d as f32).sqrt();
+    scores.clear();
+    scores.extend(keys.chunks_exact(d).take(count).map(|k| dot(query, k) * scale));
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    out.fill(0.0);
+    for (&weight, value) in scores.iter().zip(values.chunks_exact(d)) {
+        for (o, &v) in out.iter_mut().zip(value) {
+            *o += weight * v;
+        }
+    }
+    let inverse = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inverse;
+    }
+}
