@@ -1,0 +1,24 @@
+//! The `pipespec` command line: parses flags and calls the engine's crates.
+
+mod cli;
+mod commands;
+mod fetch;
+mod loading;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Generate(args) => commands::generate::run(args),
+        cli::Command::Fetch => fetch::ensure_default_model().map(|path| {
+            eprintln!("default model ready: {}", path.display());
+        }),
+        cli::Command::Tokenize(args) => commands::tokenize::run(args),
+        cli::Command::Info(args) => commands::info::run(args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
