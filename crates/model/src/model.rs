@@ -145,7 +145,7 @@ impl Session {
     /// Feeds `tokens` at positions `start_pos..` and returns the logits of every one, (tokens, vocab) row-major.
     /// Any cached positions at or after `start_pos` are replaced.
     pub fn forward(&mut self, tokens: &[u32], start_pos: usize) -> Result<&[f32]> {
-        self.run(tokens, start_pos, false)?;
+        self.run_in_pool(tokens, start_pos, false)?;
         Ok(&self.scratch.logits[..tokens.len() * self.model.config.vocab_size])
     }
 
@@ -157,10 +157,20 @@ impl Session {
         self.cache.check_append(start_pos, tokens.len())?;
         let mut position = start_pos;
         for chunk in tokens.chunks(PREFILL_CHUNK) {
-            self.run(chunk, position, true)?;
+            self.run_in_pool(chunk, position, true)?;
             position += chunk.len();
         }
         Ok(&self.scratch.logits[..self.model.config.vocab_size])
+    }
+
+    /// Runs a whole pass on a worker of the session's pool: the kernels' parallel loops then
+    /// fork from inside the pool instead of paying a cross-thread hand-off per matrix.
+    fn run_in_pool(&mut self, tokens: &[u32], start_pos: usize, last_only: bool) -> Result<()> {
+        let pool = self.pool.clone();
+        if pool.current_num_threads() <= 1 {
+            return self.run(tokens, start_pos, last_only);
+        }
+        pool.install(|| self.run(tokens, start_pos, last_only))
     }
 
     fn run(&mut self, tokens: &[u32], start_pos: usize, last_only: bool) -> Result<()> {

@@ -1,0 +1,20 @@
+//! GGUF reading, the llama-family forward pass, the KV cache, the tokenizer and the chat template.
+
+pub mod cache;
+pub mod chat;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod gguf;
+pub mod gguf_writer;
+pub mod tokenizer;
+pub mod kernels;
+pub mod model;
+pub mod ops;
+pub mod quantize;
+pub mod rope;
+pub mod synthetic;
+pub mod weights;
+
+pub use error::{ModelError, Result};
+pub use model::{Model, Session};
