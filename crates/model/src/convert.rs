@@ -188,9 +188,9 @@ fn output_type(info: &TensorInfo, target: GgmlDType) -> GgmlDType {
 
 /// Whether `output` names the same file as `input` (which exists), through links or `..`.
 fn same_file(input: &Path, output: &Path) -> Result<bool> {
-    let input = input.canonicalize().map_err(|source| ModelError::Open {
+    let input = input.canonicalize().map_err(|reason| ModelError::Open {
         path: input.to_path_buf(),
-        source,
+        reason,
     })?;
     let output_error = |error| ConvertError::OutputPath {
         output: output.to_path_buf(),
@@ -294,14 +294,14 @@ pub fn convert(
         tensor_bytes,
     });
     writer.write(output)?;
-    let output_error = |source| ModelError::Open {
+    let output_error = |reason| ModelError::Open {
         path: output.to_path_buf(),
-        source,
+        reason,
     };
     // The writer's temporary file is private (0600); the converted model is as readable as its input.
-    let permissions = std::fs::metadata(input).map_err(|source| ModelError::Open {
+    let permissions = std::fs::metadata(input).map_err(|reason| ModelError::Open {
         path: input.to_path_buf(),
-        source,
+        reason,
     })?;
     std::fs::set_permissions(output, permissions.permissions()).map_err(output_error)?;
     let output_bytes = std::fs::metadata(output).map_err(output_error)?.len();

@@ -5,11 +5,8 @@ use std::path::PathBuf;
 /// Errors from reading GGUF files, building models and tokenizers, and running forward passes.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("cannot open model file {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot open model file {path}: {reason}")]
+    Open { path: PathBuf, reason: std::io::Error },
     #[error("{path} is not a GGUF file (magic bytes {magic:?}, expected \"GGUF\")")]
     NotGguf { path: PathBuf, magic: Vec<u8> },
     #[error("{path}: unsupported GGUF version {version} (supported: 2 and 3)")]

@@ -180,9 +180,9 @@ fn open_files() -> &'static Mutex<HashMap<PathBuf, Weak<GgufFile>>> {
 impl GgufFile {
     /// Opens a GGUF file, or returns the already open handle on the same file.
     pub fn open(path: &Path) -> Result<Arc<GgufFile>> {
-        let open_error = |source| ModelError::Open {
+        let open_error = |reason| ModelError::Open {
             path: path.to_path_buf(),
-            source,
+            reason,
         };
         let canonical = path.canonicalize().map_err(open_error)?;
         let mut files = open_files().lock().unwrap_or_else(|e| e.into_inner());

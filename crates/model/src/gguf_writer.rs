@@ -123,9 +123,9 @@ impl GgufWriter {
 
     /// Writes the file through a temporary sibling and a rename, so no half-written file is left.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let io_error = |source| ModelError::Open {
+        let io_error = |reason| ModelError::Open {
             path: path.to_path_buf(),
-            source,
+            reason,
         };
         let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(io_error)?;

@@ -18,7 +18,7 @@ fn encode_blocks<T: GgmlType>(values: &[f32]) -> Vec<u8> {
 /// Encodes `values` (whole rows of `row_len`) as `dtype`.
 pub fn quantize(dtype: GgmlDType, values: &[f32], row_len: usize) -> Result<Vec<u8>> {
     let block = dtype.block_size();
-    if row_len == 0 || row_len % block != 0 || values.len() % row_len != 0 {
+    if row_len == 0 || !row_len.is_multiple_of(block) || !values.len().is_multiple_of(row_len) {
         return Err(ModelError::Kernel(format!(
             "cannot encode {} values in rows of {row_len} as {dtype:?} (block size {block})",
             values.len()

@@ -50,7 +50,7 @@ impl Matrix {
                 dtype: format!("{:?}", info.dtype),
             });
         }
-        let storage = if info.offset % 32 == 0 {
+        let storage = if info.offset.is_multiple_of(32) {
             Storage::Mapped {
                 file: file.clone(),
                 offset: info.offset,
