@@ -21,6 +21,8 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// Print a model's architecture, sizes, tensor types and tokenizer facts.
     Info(InfoArgs),
+    /// Write a copy of a GGUF model with its weights re-encoded in another tensor type.
+    Convert(ConvertArgs),
 }
 
 /// Flags shared by every command that loads a model.
@@ -67,6 +69,43 @@ pub struct GenerateArgs {
     /// Print one JSON object on stdout instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Decoding strategy: ar (target alone), sd (last two model levels), staged (every level,
+    /// synchronously), lookup (the ngram level, then the target).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Ar)]
+    pub strategy: StrategyArg,
+    /// Levels, smallest first, the target last: GGUF files or `ngram` (prompt lookup), comma
+    /// separated, e.g. `ngram,draft.gguf,target.gguf`. Takes precedence over --model.
+    #[arg(long, value_delimiter = ',')]
+    pub chain: Vec<String>,
+    /// Tokens drafted per verification (each level's lead over the next).
+    #[arg(long, default_value_t = pipespec_decode::DEFAULT_WINDOW)]
+    pub window: usize,
+    /// Shortest suffix the ngram level matches.
+    #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MIN)]
+    pub ngram_min: usize,
+    /// Longest suffix the ngram level matches (tried first).
+    #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MAX)]
+    pub ngram_max: usize,
+}
+
+/// `--strategy` values; mirrors `pipespec_decode::Strategy`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyArg {
+    Ar,
+    Sd,
+    Staged,
+    Lookup,
+}
+
+impl From<StrategyArg> for pipespec_decode::Strategy {
+    fn from(strategy: StrategyArg) -> Self {
+        match strategy {
+            StrategyArg::Ar => pipespec_decode::Strategy::Ar,
+            StrategyArg::Sd => pipespec_decode::Strategy::Sd,
+            StrategyArg::Staged => pipespec_decode::Strategy::Staged,
+            StrategyArg::Lookup => pipespec_decode::Strategy::Lookup,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -80,4 +119,18 @@ pub struct TokenizeArgs {
 pub struct InfoArgs {
     /// A GGUF file (default: the default model).
     pub model: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The GGUF file to read.
+    pub input: PathBuf,
+    /// The GGUF file to write (replaced atomically; must differ from INPUT).
+    pub output: PathBuf,
+    /// Tensor type of the weight matrices: f32, f16, q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, q3_k, q2_k.
+    #[arg(long = "type", short = 't')]
+    pub target: String,
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use pipespec_decode::{Level, ModelLevel, NgramLevel};
 use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
-use pipespec_model::Model;
+use pipespec_model::{Model, Session};
 
 use crate::fetch;
 
@@ -77,4 +78,108 @@ pub fn context_size(model: &Model, flag: Option<usize>) -> Result<usize> {
         Some(n) => Ok(n),
         None => Ok(trained.min(4096)),
     }
+}
+
+/// One entry of `--chain`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainEntry {
+    Ngram,
+    Model(PathBuf),
+}
+
+/// The chain's entries: `--chain` when given (its last entry must be a model, the target), else
+/// the target alone from `--model` or the default model.
+pub fn chain_entries(chain: &[String], model: Option<&Path>) -> Result<Vec<ChainEntry>> {
+    if chain.is_empty() {
+        return Ok(vec![ChainEntry::Model(resolve_model_path(model)?)]);
+    }
+    let entries: Vec<ChainEntry> = chain
+        .iter()
+        .map(|entry| match entry.trim() {
+            "ngram" => Ok(ChainEntry::Ngram),
+            "" => bail!("--chain has an empty entry: write levels as A.gguf,ngram,B.gguf"),
+            path => Ok(ChainEntry::Model(PathBuf::from(path))),
+        })
+        .collect::<Result<_>>()?;
+    if !matches!(entries.last(), Some(ChainEntry::Model(_))) {
+        bail!("the last level of --chain must be a GGUF file (the target), not ngram");
+    }
+    Ok(entries)
+}
+
+/// The levels of a chain, smallest first, with the target's model and tokenizer.
+pub struct LoadedChain {
+    pub levels: Vec<Box<dyn Level>>,
+    pub target: LoadedModel,
+}
+
+/// Loads every level of `entries`: each model level gets its own session (KV cache) of
+/// `capacity` positions (the target's context unless `ctx_size` is given); every model must
+/// share the target's tokenizer. A file named twice is mapped once and its weights shared.
+pub fn load_chain(
+    entries: &[ChainEntry],
+    ngram: (usize, usize),
+    ctx_size: Option<usize>,
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<LoadedChain> {
+    let target_path = match entries.last() {
+        Some(ChainEntry::Model(path)) => path.clone(),
+        _ => bail!("the last level of a chain must be a model (the target)"),
+    };
+    let target = load(&target_path)?;
+    let capacity = context_size(&target.model, ctx_size)?;
+    let mut levels: Vec<Box<dyn Level>> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        match entry {
+            ChainEntry::Ngram => {
+                let level = NgramLevel::new(ngram.0, ngram.1).context("--ngram-min/--ngram-max")?;
+                levels.push(Box::new(level));
+            }
+            ChainEntry::Model(path) => {
+                let model = if index + 1 == entries.len() {
+                    target.model.clone()
+                } else {
+                    let level = load(path)?;
+                    check_same_tokenizer(&level.tokenizer, path, &target.tokenizer, &target_path)?;
+                    level.model
+                };
+                let session = Session::new(model, capacity, pool.clone());
+                levels.push(Box::new(ModelLevel::new(level_name(path), session)));
+            }
+        }
+    }
+    Ok(LoadedChain { levels, target })
+}
+
+/// A level's label: its file name.
+fn level_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
+/// Drafts are checked token id by token id, so every level must read ids the same way.
+fn check_same_tokenizer(
+    tokenizer: &Tokenizer,
+    path: &Path,
+    target: &Tokenizer,
+    target_path: &Path,
+) -> Result<()> {
+    let (ours, theirs) = (tokenizer.tokens(), target.tokens());
+    if ours == theirs {
+        return Ok(());
+    }
+    let detail = match ours.iter().zip(theirs).position(|(a, b)| a != b) {
+        Some(id) => format!(
+            "token {id} is {:?} in one and {:?} in the other",
+            ours[id], theirs[id]
+        ),
+        None => format!("{} tokens vs {}", ours.len(), theirs.len()),
+    };
+    bail!(
+        "{} and {} have different tokenizers ({detail}): every level of a chain must share the target's tokenizer",
+        path.display(),
+        target_path.display()
+    )
 }

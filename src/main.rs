@@ -16,6 +16,7 @@ fn main() {
         }),
         cli::Command::Tokenize(args) => commands::tokenize::run(args),
         cli::Command::Info(args) => commands::info::run(args),
+        cli::Command::Convert(args) => commands::convert::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

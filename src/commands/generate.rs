@@ -1,14 +1,15 @@
-//! `pipespec generate`: streams a reply to stdout (or prints one JSON object) and a summary to stderr.
+//! `pipespec generate`: streams a reply to stdout (or prints one JSON object) and a summary, with per-level counters, to stderr.
 
 use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
-use pipespec_decode::{generate_autoregressive, GenerationConfig, GenerationOutput, SamplingParams};
-use pipespec_model::Session;
+use pipespec_decode::{
+    GenerationConfig, LevelReport, SamplingParams, SpeculationConfig, Strategy, StrategyOutput,
+};
 use serde_json::json;
 
 use crate::cli::GenerateArgs;
-use crate::loading;
+use crate::loading::{self, ChainEntry};
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let sampling = SamplingParams {
@@ -17,6 +18,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         top_p: args.top_p,
     };
     sampling.validate()?;
+    let strategy = Strategy::from(args.strategy);
+    let speculation = SpeculationConfig::with_window(args.window);
+    speculation.validate().context("--window")?;
     let prompt = match &args.prompt {
         Some(p) => p.clone(),
         None => {
@@ -27,12 +31,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             text
         }
     };
-    let path = loading::resolve_model_path(args.model.model.as_deref())?;
-    let loaded = loading::load(&path)?;
-    let prompt_ids = loading::prompt_tokens(&loaded, &prompt, args.raw)?;
-    let capacity = loading::context_size(&loaded.model, args.ctx_size)?;
+    let mut entries = loading::chain_entries(&args.chain, args.model.model.as_deref())?;
+    if strategy == Strategy::Lookup && !entries.contains(&ChainEntry::Ngram) {
+        // lookup means the n-gram drafter: add it rather than make the user spell it out.
+        entries.insert(0, ChainEntry::Ngram);
+    }
     let pool = loading::thread_pool(args.threads)?;
-    let mut session = Session::new(loaded.model.clone(), capacity, pool);
+    let chain = loading::load_chain(
+        &entries,
+        (args.ngram_min, args.ngram_max),
+        args.ctx_size,
+        &pool,
+    )?;
+    let mut levels = chain.levels;
+    let loaded = chain.target;
+    strategy
+        .levels(&levels)
+        .with_context(|| format!("--strategy {strategy} with this chain"))?;
+    let prompt_ids = loading::prompt_tokens(&loaded, &prompt, args.raw)?;
     let config = GenerationConfig {
         max_tokens: args.max_tokens,
         sampling,
@@ -44,37 +60,50 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut decoder = loaded.tokenizer.stream_decoder();
     let mut stdout = std::io::stdout().lock();
     let mut write_error = None;
-    let output = generate_autoregressive(&mut session, &prompt_ids, &config, &mut |token| {
-        if args.json {
-            return true;
-        }
-        let piece = match decoder.push(token) {
-            Ok(piece) => piece,
-            Err(e) => {
-                write_error = Some(anyhow::Error::from(e));
+    let output = strategy.generate(
+        &mut levels,
+        &prompt_ids,
+        &config,
+        &speculation,
+        &mut |token| {
+            if args.json {
+                return true;
+            }
+            let piece = match decoder.push(token) {
+                Ok(piece) => piece,
+                Err(e) => {
+                    write_error = Some(anyhow::Error::from(e));
+                    return false;
+                }
+            };
+            if let Err(e) = stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                write_error = Some(anyhow::Error::from(e).context("writing to stdout"));
                 return false;
             }
-        };
-        if let Err(e) = stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()) {
-            write_error = Some(anyhow::Error::from(e).context("writing to stdout"));
-            return false;
-        }
-        true
-    })?;
+            true
+        },
+    )?;
     if let Some(error) = write_error {
         return Err(error);
     }
+    let generation = &output.generation;
     if args.json {
-        let text = loaded.tokenizer.decode(&output.tokens, false)?;
+        let text = loaded.tokenizer.decode(&generation.tokens, false)?;
         let value = json!({
             "text": text,
-            "tokens": output.tokens,
-            "prompt_tokens": output.prompt_tokens,
-            "finish_reason": output.finish_reason.as_str(),
-            "wall_s": output.wall_s,
-            "ttft_s": output.ttft_s,
-            "prefill_tok_s": output.prefill_tokens_per_second(),
-            "decode_tok_s": output.decode_tokens_per_second(),
+            "tokens": generation.tokens,
+            "prompt_tokens": generation.prompt_tokens,
+            "finish_reason": generation.finish_reason.as_str(),
+            "wall_s": generation.wall_s,
+            "ttft_s": generation.ttft_s,
+            "prefill_tok_s": generation.prefill_tokens_per_second(),
+            "decode_tok_s": generation.decode_tokens_per_second(),
+            "strategy": strategy.as_str(),
+            "window": speculation.window,
+            "levels": output.levels.iter().map(level_json).collect::<Vec<_>>(),
         });
         writeln!(stdout, "{value}")?;
     } else {
@@ -82,19 +111,55 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         writeln!(stdout, "{rest}")?;
     }
     stdout.flush()?;
-    print_summary(&output);
+    print_summary(strategy, &output);
     Ok(())
 }
 
-fn print_summary(output: &GenerationOutput) {
+fn level_json(level: &LevelReport) -> serde_json::Value {
+    let m = &level.metrics;
+    json!({
+        "name": level.name,
+        "n_drafted": m.n_drafted,
+        "n_accepted": m.n_accepted,
+        "acceptance_rate": m.acceptance_rate(),
+        "n_verifications": m.n_verifications,
+        "mean_accepted_per_verification": m.mean_accepted_per_verification(),
+        "forward_passes": m.forward_passes,
+        "prefill_s": m.prefill_s,
+        "decode_s": m.decode_s,
+    })
+}
+
+fn print_summary(strategy: Strategy, output: &StrategyOutput) {
+    let generation = &output.generation;
     eprintln!(
-        "\n[pipespec] prompt tokens: {} | generated tokens: {} ({}) | prefill: {:.1} tok/s | decode: {:.1} tok/s | ttft: {:.3} s | wall: {:.3} s",
-        output.prompt_tokens,
-        output.tokens.len(),
-        output.finish_reason.as_str(),
-        output.prefill_tokens_per_second(),
-        output.decode_tokens_per_second(),
-        output.ttft_s,
-        output.wall_s,
+        "\n[pipespec] {strategy} | prompt tokens: {} | generated tokens: {} ({}) | prefill: {:.1} tok/s | decode: {:.1} tok/s | ttft: {:.3} s | wall: {:.3} s",
+        generation.prompt_tokens,
+        generation.tokens.len(),
+        generation.finish_reason.as_str(),
+        generation.prefill_tokens_per_second(),
+        generation.decode_tokens_per_second(),
+        generation.ttft_s,
+        generation.wall_s,
     );
+    // The last level is the target: it drafts nothing, so only its cost is shown.
+    let last = output.levels.len().saturating_sub(1);
+    for (index, level) in output.levels.iter().enumerate() {
+        let m = &level.metrics;
+        let drafting = if index < last {
+            format!(
+                "drafted {} | accepted {} ({:.1}%) | {:.2} accepted per verification | ",
+                m.n_drafted,
+                m.n_accepted,
+                100.0 * m.acceptance_rate(),
+                m.mean_accepted_per_verification(),
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "[pipespec] level {index} {}: {drafting}forward passes {} | prefill {:.3} s | decode {:.3} s",
+            level.name, m.forward_passes, m.prefill_s, m.decode_s,
+        );
+    }
 }

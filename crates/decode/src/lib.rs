@@ -2,8 +2,18 @@
 
 pub mod error;
 pub mod generate;
+pub mod level;
+pub mod metrics;
+pub mod ngram;
 pub mod sampling;
+pub mod strategy;
+pub mod verify;
 
 pub use error::{DecodeError, Result};
 pub use generate::{generate_autoregressive, FinishReason, GenerationConfig, GenerationOutput};
+pub use level::{Drafts, Level, ModelLevel};
+pub use metrics::{LevelMetrics, LevelReport};
+pub use ngram::NgramLevel;
 pub use sampling::{Sampler, SamplingParams};
+pub use strategy::{SpeculationConfig, Strategy, StrategyOutput, DEFAULT_WINDOW};
+pub use verify::{verify_greedy, verify_sampling, Verdict};

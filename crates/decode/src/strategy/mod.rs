@@ -1,0 +1,215 @@
+//! Decoding strategies over a chain of levels (smallest first, target last), and what they report.
+
+pub mod ar;
+mod commit;
+pub mod lookup;
+pub mod sd;
+pub mod staged;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{DecodeError, Result};
+use crate::generate::{GenerationConfig, GenerationOutput};
+use crate::level::Level;
+use crate::metrics::LevelReport;
+use crate::sampling::Sampler;
+use crate::verify::{verify_sampling, Verdict};
+
+/// Draft tokens per verification. Measured on SmolLM2-135M (2 threads): `sd` with its Q4_1 copy
+/// drafting for the f32 file accepts ~90% and gains most at 6-8 (1.3-1.6x ar, vs 1.25x at 2-3);
+/// `lookup` on the Q4_1 file is flat between 2 and 6. 6 keeps the bonus of long accepted runs
+/// without paying for many rejected rows when acceptance is low.
+pub const DEFAULT_WINDOW: usize = 6;
+
+/// The largest window accepted: drafts keep one vocabulary row each when sampling.
+pub const MAX_WINDOW: usize = 64;
+
+/// A speculative-sampling verifier; tests swap in a wrong one to prove their power.
+pub type SamplingVerifier =
+    fn(&[u32], Option<&[f32]>, &[f32], usize, &mut Sampler, &mut Vec<f32>) -> Verdict;
+
+/// How speculation runs.
+#[derive(Debug, Clone, Copy)]
+pub struct SpeculationConfig {
+    /// Tokens each level drafts past the committed output per round.
+    pub window: usize,
+    pub sampling_verifier: SamplingVerifier,
+}
+
+impl Default for SpeculationConfig {
+    fn default() -> Self {
+        SpeculationConfig {
+            window: DEFAULT_WINDOW,
+            sampling_verifier: verify_sampling,
+        }
+    }
+}
+
+impl SpeculationConfig {
+    pub fn with_window(window: usize) -> Self {
+        SpeculationConfig {
+            window,
+            ..Default::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.window == 0 || self.window > MAX_WINDOW {
+            return Err(DecodeError::InvalidParameter {
+                name: "window",
+                bounds: "1..=64",
+                value: self.window.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A run's output with the counters of every level it used, smallest first.
+#[derive(Debug, Clone)]
+pub struct StrategyOutput {
+    pub generation: GenerationOutput,
+    pub levels: Vec<LevelReport>,
+}
+
+/// The strategies a chain can run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The target alone.
+    Ar,
+    /// The last two model levels.
+    Sd,
+    /// Every level, synchronously.
+    Staged,
+    /// The n-gram drafter and the target.
+    Lookup,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Ar,
+        Strategy::Sd,
+        Strategy::Staged,
+        Strategy::Lookup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Ar => "ar",
+            Strategy::Sd => "sd",
+            Strategy::Staged => "staged",
+            Strategy::Lookup => "lookup",
+        }
+    }
+
+    /// Indices of the chain levels this strategy uses, smallest first.
+    pub fn levels(self, chain: &[Box<dyn Level>]) -> Result<Vec<usize>> {
+        match self {
+            Strategy::Ar => match chain.last() {
+                Some(target) => check_verifier(&**target).map(|_| vec![chain.len() - 1]),
+                None => Err(empty_chain()),
+            },
+            Strategy::Sd => sd::levels(chain),
+            Strategy::Staged => {
+                if chain.is_empty() {
+                    return Err(empty_chain());
+                }
+                Ok((0..chain.len()).collect())
+            }
+            Strategy::Lookup => lookup::levels(chain),
+        }
+    }
+
+    /// Generates from `prompt` with the levels of `chain` this strategy uses. `on_token` sees
+    /// each token as it is committed and returns false to cancel.
+    pub fn generate(
+        self,
+        chain: &mut [Box<dyn Level>],
+        prompt: &[u32],
+        config: &GenerationConfig,
+        speculation: &SpeculationConfig,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<StrategyOutput> {
+        match self {
+            Strategy::Ar => {
+                let target = chain.last_mut().ok_or_else(empty_chain)?;
+                ar::generate(target.as_mut(), prompt, config, on_token)
+            }
+            Strategy::Sd => sd::generate(chain, prompt, config, speculation, on_token),
+            Strategy::Staged => {
+                let all: Vec<usize> = (0..chain.len()).collect();
+                staged::generate(
+                    &mut select(chain, &all),
+                    prompt,
+                    config,
+                    speculation,
+                    on_token,
+                )
+            }
+            Strategy::Lookup => lookup::generate(chain, prompt, config, speculation, on_token),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = DecodeError;
+
+    fn from_str(name: &str) -> Result<Strategy> {
+        Strategy::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| DecodeError::InvalidParameter {
+                name: "strategy",
+                bounds: "one of ar, sd, staged, lookup",
+                value: name.into(),
+            })
+    }
+}
+
+fn empty_chain() -> DecodeError {
+    DecodeError::InvalidParameter {
+        name: "chain",
+        bounds: "at least one level",
+        value: "none".into(),
+    }
+}
+
+/// Fails unless `level` can verify (score tokens).
+pub(crate) fn check_verifier(level: &dyn Level) -> Result<()> {
+    if level.can_verify() {
+        Ok(())
+    } else {
+        Err(DecodeError::InvalidParameter {
+            name: "chain",
+            bounds: "a model at every level above the first (ngram can only draft)",
+            value: level.name().into(),
+        })
+    }
+}
+
+/// The levels of `chain` at `indices` (ascending), as the slice the staged core takes.
+pub(crate) fn select<'a>(
+    chain: &'a mut [Box<dyn Level>],
+    indices: &[usize],
+) -> Vec<&'a mut dyn Level> {
+    chain
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| indices.contains(i))
+        .map(|(_, level)| level.as_mut() as &mut dyn Level)
+        .collect()
+}
+
+pub(crate) fn report(level: &dyn Level) -> LevelReport {
+    LevelReport {
+        name: level.name().into(),
+        metrics: level.metrics().clone(),
+    }
+}

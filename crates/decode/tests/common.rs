@@ -1,0 +1,138 @@
+//! Fixtures shared by the strategy tests: seeded tiny models, chains of levels, reference runs.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use candle_core::quantized::GgmlDType;
+use pipespec_decode::{
+    generate_autoregressive, GenerationConfig, GenerationOutput, Level, ModelLevel, NgramLevel,
+    SamplingParams,
+};
+use pipespec_model::config::Architecture;
+use pipespec_model::synthetic::SyntheticSpec;
+use pipespec_model::{Model, Session};
+
+/// Cache positions of every test session: prompts and outputs here stay far below.
+pub const CAPACITY: usize = 256;
+
+/// One compute thread: the tiny models gain nothing from more, and the tests run in parallel.
+pub fn pool() -> Arc<rayon::ThreadPool> {
+    static POOL: OnceLock<Arc<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .expect("a thread pool"),
+        )
+    })
+    .clone()
+}
+
+/// A small llama: `vocab` tokens, `hidden` wide, `layers` deep, no tokenizer.
+pub fn spec(seed: u64, vocab: usize, hidden: usize, layers: usize) -> SyntheticSpec {
+    SyntheticSpec {
+        architecture: Architecture::Llama,
+        vocab_size: vocab,
+        hidden_size: hidden,
+        intermediate_size: 2 * hidden,
+        layer_count: layers,
+        head_count: 4,
+        kv_head_count: 2,
+        context_length: CAPACITY,
+        tied_output: false,
+        matrix_dtype: GgmlDType::F32,
+        seed,
+        with_tokenizer: false,
+        logit_scale: 1.0,
+    }
+}
+
+/// Writes models into one temporary directory and loads them.
+pub struct Models {
+    dir: tempfile::TempDir,
+    count: usize,
+}
+
+impl Models {
+    pub fn new() -> Models {
+        Models {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            count: 0,
+        }
+    }
+
+    pub fn load(&mut self, spec: &SyntheticSpec) -> Arc<Model> {
+        self.count += 1;
+        let path: PathBuf = self.dir.path().join(format!("model-{}.gguf", self.count));
+        spec.write(&path).expect("writing a synthetic model");
+        Model::load(&path).expect("loading a synthetic model")
+    }
+}
+
+/// One level of a test chain.
+#[derive(Clone)]
+pub enum LevelSpec {
+    Model(Arc<Model>),
+    Ngram,
+}
+
+pub fn session(model: &Arc<Model>) -> Session {
+    Session::new(model.clone(), CAPACITY, pool())
+}
+
+/// Fresh levels (empty caches, zero counters) for a chain.
+pub fn chain(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
+    levels
+        .iter()
+        .enumerate()
+        .map(|(i, level)| -> Box<dyn Level> {
+            match level {
+                LevelSpec::Model(model) => {
+                    Box::new(ModelLevel::new(format!("level{i}"), session(model)))
+                }
+                LevelSpec::Ngram => Box::new(NgramLevel::default()),
+            }
+        })
+        .collect()
+}
+
+pub fn config(
+    max_tokens: usize,
+    sampling: SamplingParams,
+    seed: u64,
+    stop_ids: Vec<u32>,
+) -> GenerationConfig {
+    GenerationConfig {
+        max_tokens,
+        sampling,
+        seed,
+        stop_ids,
+        ignore_eos: false,
+    }
+}
+
+/// The reference: `generate_autoregressive` on a fresh session of `target`.
+pub fn reference(
+    target: &Arc<Model>,
+    prompt: &[u32],
+    config: &GenerationConfig,
+) -> GenerationOutput {
+    generate_autoregressive(&mut session(target), prompt, config, &mut |_| true)
+        .expect("the reference run")
+}
+
+/// `count` pseudo-random tokens below `vocab`.
+pub fn random_tokens(seed: u64, count: usize, vocab: usize) -> Vec<u32> {
+    let mut state = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % vocab as u64) as u32
+        })
+        .collect()
+}
