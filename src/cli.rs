@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "pipespec", version, about = "Hierarchical, asynchronous speculative decoding for llama-family GGUF models")]
+#[command(
+    name = "pipespec",
+    version,
+    about = "Hierarchical, asynchronous speculative decoding for llama-family GGUF models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

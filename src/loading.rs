@@ -64,7 +64,11 @@ pub fn prompt_tokens(loaded: &LoadedModel, prompt: &str, raw: bool) -> Result<Ve
         .file()
         .get_str("tokenizer.chat_template")
         .context("the model has no chat template (tokenizer.chat_template); use --raw to send the prompt as is")?;
-    let template = ChatTemplate::new(source, tokenizer.bos_token_text(), tokenizer.eos_token_text())?;
+    let template = ChatTemplate::new(
+        source,
+        tokenizer.bos_token_text(),
+        tokenizer.eos_token_text(),
+    )?;
     let text = template.apply(&[ChatMessage::new("user", prompt)], true)?;
     // The template writes any BOS itself; special tokens in it are matched whole.
     Ok(tokenizer.encode(&text, false)?)

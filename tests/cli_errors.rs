@@ -5,7 +5,11 @@ use crate::util::{run, stderr, tiny_model};
 fn assert_clean_error(args: &[&str], stdin: &str, expected: &[&str]) {
     let output = run(args, stdin);
     let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(1), "expected a clean failure for {args:?}: {message}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "expected a clean failure for {args:?}: {message}"
+    );
     assert!(!message.contains("panicked"), "{message}");
     for needle in expected {
         assert!(message.contains(needle), "`{needle}` not in: {message}");
@@ -16,10 +20,18 @@ fn assert_clean_error(args: &[&str], stdin: &str, expected: &[&str]) {
 fn bad_models_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.gguf");
-    assert_clean_error(&["generate", "--model", missing.to_str().unwrap(), "hi"], "", &["nope.gguf"]);
+    assert_clean_error(
+        &["generate", "--model", missing.to_str().unwrap(), "hi"],
+        "",
+        &["nope.gguf"],
+    );
     let text = dir.path().join("text.gguf");
     std::fs::write(&text, "not a model at all").unwrap();
-    assert_clean_error(&["generate", "--model", text.to_str().unwrap(), "hi"], "", &["not a GGUF"]);
+    assert_clean_error(
+        &["generate", "--model", text.to_str().unwrap(), "hi"],
+        "",
+        &["not a GGUF"],
+    );
     let good = tiny_model(dir.path(), 1);
     let bytes = std::fs::read(&good).unwrap();
     let truncated = dir.path().join("truncated.gguf");
@@ -32,13 +44,37 @@ fn bad_prompts_and_parameters_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), 2);
     let model = model.to_str().unwrap();
-    assert_clean_error(&["generate", "--model", model], "   \n", &["prompt is empty"]);
-    assert_clean_error(&["generate", "--model", model, "--temperature", "-1", "hi"], "", &["temperature", "-1"]);
-    assert_clean_error(&["generate", "--model", model, "--top-p", "1.5", "hi"], "", &["top_p", "1.5"]);
-    assert_clean_error(&["generate", "--model", model, "--threads", "0", "hi"], "", &["--threads"]);
+    assert_clean_error(
+        &["generate", "--model", model],
+        "   \n",
+        &["prompt is empty"],
+    );
+    assert_clean_error(
+        &["generate", "--model", model, "--temperature", "-1", "hi"],
+        "",
+        &["temperature", "-1"],
+    );
+    assert_clean_error(
+        &["generate", "--model", model, "--top-p", "1.5", "hi"],
+        "",
+        &["top_p", "1.5"],
+    );
+    assert_clean_error(
+        &["generate", "--model", model, "--threads", "0", "hi"],
+        "",
+        &["--threads"],
+    );
     let long = "word ".repeat(400);
     assert_clean_error(
-        &["generate", "--model", model, "--ctx-size", "64", "--raw", &long],
+        &[
+            "generate",
+            "--model",
+            model,
+            "--ctx-size",
+            "64",
+            "--raw",
+            &long,
+        ],
         "",
         &["context", "64"],
     );

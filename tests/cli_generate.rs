@@ -7,9 +7,26 @@ fn json_output_has_every_field_and_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), 1);
     let model = model.to_str().unwrap();
-    let args = ["generate", "--model", model, "--max-tokens", "12", "--ignore-eos", "--json", "hello there"];
+    let args = [
+        "generate",
+        "--model",
+        model,
+        "--max-tokens",
+        "12",
+        "--ignore-eos",
+        "--json",
+        "hello there",
+    ];
     let first = json(&run(&args, ""));
-    for field in ["text", "tokens", "prompt_tokens", "wall_s", "ttft_s", "prefill_tok_s", "decode_tok_s"] {
+    for field in [
+        "text",
+        "tokens",
+        "prompt_tokens",
+        "wall_s",
+        "ttft_s",
+        "prefill_tok_s",
+        "decode_tok_s",
+    ] {
         assert!(first.get(field).is_some(), "missing `{field}` in {first}");
     }
     assert_eq!(first["tokens"].as_array().unwrap().len(), 12);
@@ -24,15 +41,29 @@ fn streamed_text_equals_the_json_text_and_stdin_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), 2);
     let model = model.to_str().unwrap();
-    let common = ["generate", "--model", model, "--max-tokens", "10", "--ignore-eos", "--raw"];
+    let common = [
+        "generate",
+        "--model",
+        model,
+        "--max-tokens",
+        "10",
+        "--ignore-eos",
+        "--raw",
+    ];
     let streamed = run(&common, "some prompt from stdin");
     assert!(streamed.status.success(), "{}", stderr(&streamed));
     let summary = stderr(&streamed);
-    assert!(summary.contains("prompt tokens") && summary.contains("decode"), "{summary}");
+    assert!(
+        summary.contains("prompt tokens") && summary.contains("decode"),
+        "{summary}"
+    );
     let mut with_json = common.to_vec();
     with_json.push("--json");
     let structured = json(&run(&with_json, "some prompt from stdin"));
-    assert_eq!(stdout(&streamed).trim_end_matches('\n'), structured["text"].as_str().unwrap());
+    assert_eq!(
+        stdout(&streamed).trim_end_matches('\n'),
+        structured["text"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -42,8 +73,22 @@ fn sampling_with_a_seed_reproduces_and_seeds_differ() {
     let model = model.to_str().unwrap();
     let sample = |seed: &str| {
         let args = [
-            "generate", "--model", model, "--max-tokens", "16", "--ignore-eos", "--json", "--temperature", "1.5",
-            "--top-k", "50", "--top-p", "0.95", "--seed", seed, "abc",
+            "generate",
+            "--model",
+            model,
+            "--max-tokens",
+            "16",
+            "--ignore-eos",
+            "--json",
+            "--temperature",
+            "1.5",
+            "--top-k",
+            "50",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+            "abc",
         ];
         json(&run(&args, ""))["tokens"].clone()
     };
@@ -56,7 +101,15 @@ fn the_chat_template_wraps_the_prompt_unless_raw() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path(), 4);
     let model = model.to_str().unwrap();
-    let base = ["generate", "--model", model, "--max-tokens", "1", "--ignore-eos", "--json"];
+    let base = [
+        "generate",
+        "--model",
+        model,
+        "--max-tokens",
+        "1",
+        "--ignore-eos",
+        "--json",
+    ];
     let chat = json(&run(&[&base[..], &["hi"]].concat(), ""));
     let raw = json(&run(&[&base[..], &["--raw", "hi"]].concat(), ""));
     // "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n" against "hi".
@@ -77,5 +130,8 @@ fn tokenize_prints_ids_and_info_describes_the_model() {
     let info = run(&["info", model], "");
     assert!(info.status.success(), "{}", stderr(&info));
     let text = stdout(&info);
-    assert!(text.contains("llama") && text.contains("vocab size") && text.contains("320"), "{text}");
+    assert!(
+        text.contains("llama") && text.contains("vocab size") && text.contains("320"),
+        "{text}"
+    );
 }

@@ -8,15 +8,34 @@ use crate::util::{default_model, json, run};
 fn greedy(prompt: &str, max_tokens: usize, threads: &str) -> (Vec<u64>, String) {
     let model = default_model();
     let max = max_tokens.to_string();
-    let args = ["generate", "--model", model.to_str().unwrap(), "--max-tokens", &max, "--json", "--threads", threads, prompt];
+    let args = [
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-tokens",
+        &max,
+        "--json",
+        "--threads",
+        threads,
+        prompt,
+    ];
     let value = json(&run(&args, ""));
-    let tokens = value["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    let tokens = value["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
     (tokens, value["text"].as_str().unwrap().to_string())
 }
 
 #[test]
 fn the_capital_of_france_is_paris() {
-    let (tokens, text) = greedy("What is the capital of France? Answer in one sentence.", 24, "2");
+    let (tokens, text) = greedy(
+        "What is the capital of France? Answer in one sentence.",
+        24,
+        "2",
+    );
     assert_eq!(text, "The capital of France is Paris.");
     // It stopped at <|im_end|>, which is not part of the output.
     assert_eq!(tokens, [504, 3575, 282, 4649, 314, 7042, 30]);
@@ -25,17 +44,20 @@ fn the_capital_of_france_is_paris() {
 #[test]
 fn pinned_answers_are_reproduced_with_one_and_two_threads() {
     let colors: [u64; 24] = [
-        504, 3003, 4683, 359, 42, 198, 198, 12869, 365, 66, 25, 198, 23390, 365, 50, 25, 198, 36086, 365, 73, 25, 198,
-        198, 3902,
+        504, 3003, 4683, 359, 42, 198, 198, 12869, 365, 66, 25, 198, 23390, 365, 50, 25, 198,
+        36086, 365, 73, 25, 198, 198, 3902,
     ];
     let haiku: [u64; 24] = [
-        504, 3426, 314, 253, 11558, 338, 9404, 260, 8664, 28, 253, 8604, 282, 260, 8664, 506, 34585, 28, 253, 8604,
-        282, 260, 8664, 506,
+        504, 3426, 314, 253, 11558, 338, 9404, 260, 8664, 28, 253, 8604, 282, 260, 8664, 506,
+        34585, 28, 253, 8604, 282, 260, 8664, 506,
     ];
     for threads in ["1", "2"] {
         let (tokens, text) = greedy("List three primary colors.", 24, threads);
         assert_eq!(tokens, colors, "{text}");
-        assert!(text.contains("Red") && text.contains("Blue") && text.contains("Yellow"), "{text}");
+        assert!(
+            text.contains("Red") && text.contains("Blue") && text.contains("Yellow"),
+            "{text}"
+        );
         let (tokens, text) = greedy("Write a haiku about the sea.", 24, threads);
         assert_eq!(tokens, haiku, "{text}");
     }

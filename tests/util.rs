@@ -35,7 +35,9 @@ pub fn stderr(output: &Output) -> String {
 /// Writes a tiny random model with a byte tokenizer and a ChatML template.
 pub fn tiny_model(dir: &Path, seed: u64) -> PathBuf {
     let path = dir.join(format!("tiny-{seed}.gguf"));
-    SyntheticSpec::tiny(seed).write(&path).expect("the synthetic model is written");
+    SyntheticSpec::tiny(seed)
+        .write(&path)
+        .expect("the synthetic model is written");
     path
 }
 
@@ -44,7 +46,9 @@ pub fn default_model() -> PathBuf {
     let home = std::env::var_os("PIPESPEC_HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/pipespec"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/pipespec")
+        });
     let path = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(
         path.exists(),
@@ -56,6 +60,11 @@ pub fn default_model() -> PathBuf {
 
 /// Parses the single JSON object that `generate --json` prints.
 pub fn json(output: &Output) -> serde_json::Value {
-    assert!(output.status.success(), "pipespec failed: {}", stderr(output));
-    serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {}", stdout(output)))
+    assert!(
+        output.status.success(),
+        "pipespec failed: {}",
+        stderr(output)
+    );
+    serde_json::from_str(&stdout(output))
+        .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {}", stdout(output)))
 }

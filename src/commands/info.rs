@@ -21,9 +21,15 @@ pub fn run(args: InfoArgs) -> Result<()> {
     println!("layers:             {}", c.layer_count);
     println!("hidden size:        {}", c.hidden_size);
     println!("intermediate size:  {}", c.intermediate_size);
-    println!("heads (q / kv):     {} / {} (head dim {})", c.head_count, c.kv_head_count, c.head_dim);
+    println!(
+        "heads (q / kv):     {} / {} (head dim {})",
+        c.head_count, c.kv_head_count, c.head_dim
+    );
     println!("context length:     {}", c.context_length);
-    println!("rope:               base {}, dims {}, {:?}", c.rope_base, c.rope_dim, c.rope_style);
+    println!(
+        "rope:               base {}, dims {}, {:?}",
+        c.rope_base, c.rope_dim, c.rope_style
+    );
     println!("vocab size:         {}", c.vocab_size);
     let mut types: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for tensor in &loaded.model.file().tensors {
@@ -31,22 +37,40 @@ pub fn run(args: InfoArgs) -> Result<()> {
         entry.0 += 1;
         entry.1 += tensor.byte_len;
     }
-    println!("weights:            {:.1} MB", loaded.model.weight_bytes() as f64 / 1e6);
+    println!(
+        "weights:            {:.1} MB",
+        loaded.model.weight_bytes() as f64 / 1e6
+    );
     for (dtype, (count, bytes)) in types {
-        println!("  {dtype:<6} {count:>4} tensors, {:.1} MB", bytes as f64 / 1e6);
+        println!(
+            "  {dtype:<6} {count:>4} tensors, {:.1} MB",
+            bytes as f64 / 1e6
+        );
     }
     print_tokenizer(&loaded.tokenizer);
     Ok(())
 }
 
 fn print_tokenizer(tokenizer: &Tokenizer) {
-    println!("tokenizer:          {} (pre-tokenizer {})", tokenizer.model_kind(), tokenizer.pre_tokenizer());
+    println!(
+        "tokenizer:          {} (pre-tokenizer {})",
+        tokenizer.model_kind(),
+        tokenizer.pre_tokenizer()
+    );
     let show = |id: Option<u32>| match id {
         Some(id) => format!("{id} {:?}", tokenizer.token_text(id).unwrap_or("")),
         None => "none".into(),
     };
-    println!("  bos:              {} (added: {})", show(tokenizer.bos_id()), tokenizer.adds_bos());
+    println!(
+        "  bos:              {} (added: {})",
+        show(tokenizer.bos_id()),
+        tokenizer.adds_bos()
+    );
     println!("  eos:              {}", show(tokenizer.eos_id()));
-    let eog: Vec<String> = tokenizer.end_of_generation_ids().iter().map(|&id| show(Some(id))).collect();
+    let eog: Vec<String> = tokenizer
+        .end_of_generation_ids()
+        .iter()
+        .map(|&id| show(Some(id)))
+        .collect();
     println!("  end of generation: {}", eog.join(", "));
 }

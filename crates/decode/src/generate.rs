@@ -60,7 +60,10 @@ impl GenerationOutput {
 
     /// Tokens after the first, over the time after the first.
     pub fn decode_tokens_per_second(&self) -> f64 {
-        rate(self.tokens.len().saturating_sub(1), self.wall_s - self.ttft_s)
+        rate(
+            self.tokens.len().saturating_sub(1),
+            self.wall_s - self.ttft_s,
+        )
     }
 }
 

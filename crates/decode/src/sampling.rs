@@ -179,7 +179,11 @@ mod tests {
     fn temperature_one_is_softmax() {
         let logits = [1.0f32, 2.0, 3.0];
         let mut p = Vec::new();
-        let params = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0 };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+        };
         probabilities(&logits, &params, &mut p);
         let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
         for (pi, &l) in p.iter().zip(&logits) {
@@ -191,20 +195,47 @@ mod tests {
     fn top_k_and_top_p_cut_the_tail() {
         let logits = [0.0f32, 1.0, 2.0, 3.0];
         let mut p = Vec::new();
-        probabilities(&logits, &SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0 }, &mut p);
+        probabilities(
+            &logits,
+            &SamplingParams {
+                temperature: 1.0,
+                top_k: 2,
+                top_p: 1.0,
+            },
+            &mut p,
+        );
         assert_eq!((p[0], p[1]), (0.0, 0.0));
         assert!((p[2] + p[3] - 1.0).abs() < 1e-6 && p[3] > p[2]);
         // The top token alone holds ~64% of the mass: top_p 0.5 keeps only it.
-        probabilities(&logits, &SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5 }, &mut p);
+        probabilities(
+            &logits,
+            &SamplingParams {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 0.5,
+            },
+            &mut p,
+        );
         assert_eq!(p, vec![0.0, 0.0, 0.0, 1.0]);
     }
 
     #[test]
     fn invalid_parameters_are_named() {
-        let bad = SamplingParams { temperature: -0.5, top_k: 0, top_p: 1.0 };
+        let bad = SamplingParams {
+            temperature: -0.5,
+            top_k: 0,
+            top_p: 1.0,
+        };
         let message = bad.validate().unwrap_err().to_string();
-        assert!(message.contains("temperature") && message.contains("-0.5"), "{message}");
-        let bad = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.0 };
+        assert!(
+            message.contains("temperature") && message.contains("-0.5"),
+            "{message}"
+        );
+        let bad = SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.0,
+        };
         assert!(bad.validate().unwrap_err().to_string().contains("top_p"));
     }
 

@@ -18,8 +18,12 @@ impl KvCache {
     pub fn new(config: &Config, capacity: usize) -> KvCache {
         let per_layer = config.kv_head_count * capacity * config.head_dim;
         KvCache {
-            keys: (0..config.layer_count).map(|_| vec![0.0; per_layer]).collect(),
-            values: (0..config.layer_count).map(|_| vec![0.0; per_layer]).collect(),
+            keys: (0..config.layer_count)
+                .map(|_| vec![0.0; per_layer])
+                .collect(),
+            values: (0..config.layer_count)
+                .map(|_| vec![0.0; per_layer])
+                .collect(),
             capacity,
             kv_head_count: config.kv_head_count,
             head_dim: config.head_dim,

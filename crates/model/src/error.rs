@@ -6,7 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("cannot open model file {path}: {reason}")]
-    Open { path: PathBuf, reason: std::io::Error },
+    Open {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
     #[error("{path} is not a GGUF file (magic bytes {magic:?}, expected \"GGUF\")")]
     NotGguf { path: PathBuf, magic: Vec<u8> },
     #[error("{path}: unsupported GGUF version {version} (supported: 2 and 3)")]

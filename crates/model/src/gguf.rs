@@ -264,15 +264,18 @@ impl GgufFile {
         let mut tensors = Vec::with_capacity(raw_tensors.len());
         let mut tensor_index = HashMap::with_capacity(raw_tensors.len());
         for (name, dims, type_id, offset) in raw_tensors {
-            let dtype = dtype_from_id(type_id).ok_or_else(|| ModelError::UnsupportedTensorType {
-                path: path.clone(),
-                name: name.clone(),
-                dtype: format!("ggml type id {type_id}"),
-            })?;
+            let dtype =
+                dtype_from_id(type_id).ok_or_else(|| ModelError::UnsupportedTensorType {
+                    path: path.clone(),
+                    name: name.clone(),
+                    dtype: format!("ggml type id {type_id}"),
+                })?;
             let elements = dims
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| reader.corrupt(format!("tensor `{name}` shape {dims:?} overflows")))?;
+                .ok_or_else(|| {
+                    reader.corrupt(format!("tensor `{name}` shape {dims:?} overflows"))
+                })?;
             if dims[0] % dtype.block_size() != 0 {
                 return Err(reader.corrupt(format!(
                     "tensor `{name}` row length {} is not a multiple of the {dtype:?} block size {}",
@@ -288,7 +291,10 @@ impl GgufFile {
                 .ok_or_else(|| {
                     reader.corrupt(format!("tensor `{name}` has misaligned offset {offset}"))
                 })?;
-            if start.checked_add(byte_len).is_none_or(|end| end > mmap.len()) {
+            if start
+                .checked_add(byte_len)
+                .is_none_or(|end| end > mmap.len())
+            {
                 return Err(ModelError::Corrupt {
                     path: path.clone(),
                     offset: start,

@@ -127,7 +127,10 @@ impl GgufWriter {
             path: path.to_path_buf(),
             reason,
         };
-        let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let directory = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut temporary = tempfile::NamedTempFile::new_in(directory).map_err(io_error)?;
         temporary.write_all(&self.to_bytes()).map_err(io_error)?;
         temporary.persist(path).map_err(|e| io_error(e.error))?;

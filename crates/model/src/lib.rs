@@ -7,13 +7,13 @@ pub mod convert;
 pub mod error;
 pub mod gguf;
 pub mod gguf_writer;
-pub mod tokenizer;
 pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod quantize;
 pub mod rope;
 pub mod synthetic;
+pub mod tokenizer;
 pub mod weights;
 
 pub use error::{ModelError, Result};

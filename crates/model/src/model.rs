@@ -27,7 +27,9 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("config", &self.config).finish()
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -38,12 +40,12 @@ impl Model {
     }
 
     pub fn from_file(file: Arc<GgufFile>) -> Result<Arc<Model>> {
-        let embedding = file
-            .tensor("token_embd.weight")
-            .ok_or_else(|| ModelError::MissingTensor {
-                path: file.path().to_path_buf(),
-                name: "token_embd.weight".into(),
-            })?;
+        let embedding =
+            file.tensor("token_embd.weight")
+                .ok_or_else(|| ModelError::MissingTensor {
+                    path: file.path().to_path_buf(),
+                    name: "token_embd.weight".into(),
+                })?;
         let vocab_size = embedding.dims.get(1).copied().unwrap_or(0);
         let config = Config::from_gguf(&file, vocab_size)?;
         let weights = WeightLoader::new(&file, &config).load()?;
@@ -99,7 +101,14 @@ fn kernel_error(what: &str, error: kernels::KernelError) -> ModelError {
     ModelError::Kernel(format!("{what}: {error}"))
 }
 
-fn matmul(pool: &rayon::ThreadPool, matrix: &Matrix, x: &[f32], rows: usize, out: &mut [f32], what: &str) -> Result<()> {
+fn matmul(
+    pool: &rayon::ThreadPool,
+    matrix: &Matrix,
+    x: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    what: &str,
+) -> Result<()> {
     let view: MatrixRef<'_> = matrix.view().map_err(|e| kernel_error(what, e))?;
     kernels::matmul(pool, &view, x, rows, out).map_err(|e| kernel_error(what, e))
 }
@@ -195,9 +204,13 @@ impl Session {
         let w = &model.weights;
 
         let x = sized(&mut s.x, rows * c.hidden_size);
-        let embedding = w.token_embedding.view().map_err(|e| kernel_error("token embedding", e))?;
+        let embedding = w
+            .token_embedding
+            .view()
+            .map_err(|e| kernel_error("token embedding", e))?;
         for (row, &t) in x.chunks_exact_mut(c.hidden_size).zip(tokens) {
-            kernels::dequantize_row(&embedding, t as usize, row).map_err(|e| kernel_error("token embedding", e))?;
+            kernels::dequantize_row(&embedding, t as usize, row)
+                .map_err(|e| kernel_error("token embedding", e))?;
         }
         sized(&mut s.normed, rows * c.hidden_size);
         sized(&mut s.q, rows * c.q_dim());
@@ -209,7 +222,11 @@ impl Session {
         sized(&mut s.up, rows * c.intermediate_size);
 
         for (index, layer) in w.layers.iter().enumerate() {
-            for (out, x) in s.normed.chunks_exact_mut(c.hidden_size).zip(s.x.chunks_exact(c.hidden_size)) {
+            for (out, x) in s
+                .normed
+                .chunks_exact_mut(c.hidden_size)
+                .zip(s.x.chunks_exact(c.hidden_size))
+            {
                 ops::rms_norm(x, &layer.attention_norm, c.rms_norm_eps, out);
             }
             matmul(&pool, &layer.q, &s.normed, rows, &mut s.q, "attn_q")?;
@@ -233,16 +250,43 @@ impl Session {
                 model.rope.apply(k, &s.rope_table);
                 self.cache.store(index, start_pos + row, k, v);
             }
-            attention(&pool, &self.cache, c, index, start_pos, rows, &s.q, &mut s.attention);
-            matmul(&pool, &layer.attention_output, &s.attention, rows, &mut s.projected, "attn_output")?;
+            attention(
+                &pool,
+                &self.cache,
+                c,
+                index,
+                start_pos,
+                rows,
+                &s.q,
+                &mut s.attention,
+            );
+            matmul(
+                &pool,
+                &layer.attention_output,
+                &s.attention,
+                rows,
+                &mut s.projected,
+                "attn_output",
+            )?;
             ops::add_in_place(&mut s.x, &s.projected);
-            for (out, x) in s.normed.chunks_exact_mut(c.hidden_size).zip(s.x.chunks_exact(c.hidden_size)) {
+            for (out, x) in s
+                .normed
+                .chunks_exact_mut(c.hidden_size)
+                .zip(s.x.chunks_exact(c.hidden_size))
+            {
                 ops::rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, out);
             }
             matmul(&pool, &layer.gate, &s.normed, rows, &mut s.gate, "ffn_gate")?;
             matmul(&pool, &layer.up, &s.normed, rows, &mut s.up, "ffn_up")?;
             ops::silu_mul(&mut s.gate, &s.up);
-            matmul(&pool, &layer.down, &s.gate, rows, &mut s.projected, "ffn_down")?;
+            matmul(
+                &pool,
+                &layer.down,
+                &s.gate,
+                rows,
+                &mut s.projected,
+                "ffn_down",
+            )?;
             ops::add_in_place(&mut s.x, &s.projected);
         }
         self.cache.set_len(start_pos + rows);

@@ -15,7 +15,12 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     for i in chunks * 8..a.len() {
         tail += a[i] * b[i];
     }
-    let pairs = [lanes[0] + lanes[4], lanes[1] + lanes[5], lanes[2] + lanes[6], lanes[3] + lanes[7]];
+    let pairs = [
+        lanes[0] + lanes[4],
+        lanes[1] + lanes[5],
+        lanes[2] + lanes[6],
+        lanes[3] + lanes[7],
+    ];
     (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail
 }
 
@@ -50,11 +55,22 @@ pub fn add_in_place(a: &mut [f32], b: &[f32]) {
 }
 
 /// Causal attention of one query head over `count` cached positions: softmax(q.K / sqrt(d)) V.
-pub fn attend(query: &[f32], keys: &[f32], values: &[f32], count: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
+pub fn attend(
+    query: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    count: usize,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     let d = query.len();
     let scale = 1.0 / (d as f32).sqrt();
     scores.clear();
-    scores.extend(keys.chunks_exact(d).take(count).map(|k| dot(query, k) * scale));
+    scores.extend(
+        keys.chunks_exact(d)
+            .take(count)
+            .map(|k| dot(query, k) * scale),
+    );
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
     for s in scores.iter_mut() {

@@ -1,7 +1,8 @@
 //! Encoding f32 rows into ggml tensor types (and back), through candle's block quantizers.
 
 use candle_core::quantized::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0, GgmlType,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0, GgmlType,
 };
 use candle_core::quantized::GgmlDType;
 
@@ -26,8 +27,14 @@ pub fn quantize(dtype: GgmlDType, values: &[f32], row_len: usize) -> Result<Vec<
     }
     Ok(match dtype {
         GgmlDType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlDType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-        GgmlDType::BF16 => values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+        GgmlDType::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        GgmlDType::BF16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
         GgmlDType::Q4_0 => encode_blocks::<BlockQ4_0>(values),
         GgmlDType::Q4_1 => encode_blocks::<BlockQ4_1>(values),
         GgmlDType::Q5_0 => encode_blocks::<BlockQ5_0>(values),
@@ -39,7 +46,9 @@ pub fn quantize(dtype: GgmlDType, values: &[f32], row_len: usize) -> Result<Vec<
         GgmlDType::Q5K => encode_blocks::<BlockQ5K>(values),
         GgmlDType::Q6K => encode_blocks::<BlockQ6K>(values),
         other => {
-            return Err(ModelError::Kernel(format!("encoding to {other:?} is not supported")));
+            return Err(ModelError::Kernel(format!(
+                "encoding to {other:?} is not supported"
+            )));
         }
     })
 }

@@ -65,14 +65,32 @@ impl SyntheticSpec {
         let arch = self.architecture.name();
         let head_dim = self.hidden_size / self.head_count;
         w.set("general.architecture", Value::String(arch.into()));
-        w.set("general.name", Value::String(format!("synthetic-{arch}-{}", self.seed)));
+        w.set(
+            "general.name",
+            Value::String(format!("synthetic-{arch}-{}", self.seed)),
+        );
         let key = |suffix: &str| format!("{arch}.{suffix}");
-        w.set(&key("context_length"), Value::U32(self.context_length as u32));
-        w.set(&key("embedding_length"), Value::U32(self.hidden_size as u32));
+        w.set(
+            &key("context_length"),
+            Value::U32(self.context_length as u32),
+        );
+        w.set(
+            &key("embedding_length"),
+            Value::U32(self.hidden_size as u32),
+        );
         w.set(&key("block_count"), Value::U32(self.layer_count as u32));
-        w.set(&key("feed_forward_length"), Value::U32(self.intermediate_size as u32));
-        w.set(&key("attention.head_count"), Value::U32(self.head_count as u32));
-        w.set(&key("attention.head_count_kv"), Value::U32(self.kv_head_count as u32));
+        w.set(
+            &key("feed_forward_length"),
+            Value::U32(self.intermediate_size as u32),
+        );
+        w.set(
+            &key("attention.head_count"),
+            Value::U32(self.head_count as u32),
+        );
+        w.set(
+            &key("attention.head_count_kv"),
+            Value::U32(self.kv_head_count as u32),
+        );
         w.set(&key("attention.layer_norm_rms_epsilon"), Value::F32(1e-5));
         w.set(&key("rope.freq_base"), Value::F32(10_000.0));
         w.set(&key("rope.dimension_count"), Value::U32(head_dim as u32));
@@ -80,17 +98,20 @@ impl SyntheticSpec {
             add_byte_tokenizer(&mut w, self.vocab_size);
         }
 
-        let mut matrix = |w: &mut GgufWriter, name: &str, rows: usize, cols: usize, scale: f32| -> Result<()> {
-            let bound = scale * (3.0 / cols as f32).sqrt();
-            let values: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-bound..bound)).collect();
-            w.add_tensor(TensorToWrite {
-                name: name.into(),
-                dims: vec![cols, rows],
-                dtype: self.matrix_dtype,
-                bytes: quantize(self.matrix_dtype, &values, cols)?,
-            });
-            Ok(())
-        };
+        let mut matrix =
+            |w: &mut GgufWriter, name: &str, rows: usize, cols: usize, scale: f32| -> Result<()> {
+                let bound = scale * (3.0 / cols as f32).sqrt();
+                let values: Vec<f32> = (0..rows * cols)
+                    .map(|_| rng.random_range(-bound..bound))
+                    .collect();
+                w.add_tensor(TensorToWrite {
+                    name: name.into(),
+                    dims: vec![cols, rows],
+                    dtype: self.matrix_dtype,
+                    bytes: quantize(self.matrix_dtype, &values, cols)?,
+                });
+                Ok(())
+            };
         let vector = |w: &mut GgufWriter, name: &str, values: Vec<f32>| {
             w.add_tensor(TensorToWrite {
                 name: name.into(),
@@ -100,29 +121,90 @@ impl SyntheticSpec {
             });
         };
         let (q_dim, kv_dim) = (self.hidden_size, self.kv_head_count * head_dim);
-        matrix(&mut w, "token_embd.weight", self.vocab_size, self.hidden_size, 30.0)?;
+        matrix(
+            &mut w,
+            "token_embd.weight",
+            self.vocab_size,
+            self.hidden_size,
+            30.0,
+        )?;
         let mut norm_rng = ChaCha20Rng::seed_from_u64(self.seed ^ 0x9e37_79b9);
-        let mut norm = |n: usize| -> Vec<f32> { (0..n).map(|_| norm_rng.random_range(0.8..1.2)).collect() };
+        let mut norm =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| norm_rng.random_range(0.8..1.2)).collect() };
         for layer in 0..self.layer_count {
             let name = |suffix: &str| format!("blk.{layer}.{suffix}");
             vector(&mut w, &name("attn_norm.weight"), norm(self.hidden_size));
             matrix(&mut w, &name("attn_q.weight"), q_dim, self.hidden_size, 2.0)?;
-            matrix(&mut w, &name("attn_k.weight"), kv_dim, self.hidden_size, 2.0)?;
-            matrix(&mut w, &name("attn_v.weight"), kv_dim, self.hidden_size, 1.0)?;
+            matrix(
+                &mut w,
+                &name("attn_k.weight"),
+                kv_dim,
+                self.hidden_size,
+                2.0,
+            )?;
+            matrix(
+                &mut w,
+                &name("attn_v.weight"),
+                kv_dim,
+                self.hidden_size,
+                1.0,
+            )?;
             if self.architecture == Architecture::Qwen2 {
-                vector(&mut w, &name("attn_q.bias"), norm(q_dim).iter().map(|v| v - 1.0).collect());
-                vector(&mut w, &name("attn_k.bias"), norm(kv_dim).iter().map(|v| v - 1.0).collect());
-                vector(&mut w, &name("attn_v.bias"), norm(kv_dim).iter().map(|v| v - 1.0).collect());
+                vector(
+                    &mut w,
+                    &name("attn_q.bias"),
+                    norm(q_dim).iter().map(|v| v - 1.0).collect(),
+                );
+                vector(
+                    &mut w,
+                    &name("attn_k.bias"),
+                    norm(kv_dim).iter().map(|v| v - 1.0).collect(),
+                );
+                vector(
+                    &mut w,
+                    &name("attn_v.bias"),
+                    norm(kv_dim).iter().map(|v| v - 1.0).collect(),
+                );
             }
-            matrix(&mut w, &name("attn_output.weight"), self.hidden_size, q_dim, 1.0)?;
+            matrix(
+                &mut w,
+                &name("attn_output.weight"),
+                self.hidden_size,
+                q_dim,
+                1.0,
+            )?;
             vector(&mut w, &name("ffn_norm.weight"), norm(self.hidden_size));
-            matrix(&mut w, &name("ffn_gate.weight"), self.intermediate_size, self.hidden_size, 1.0)?;
-            matrix(&mut w, &name("ffn_up.weight"), self.intermediate_size, self.hidden_size, 1.0)?;
-            matrix(&mut w, &name("ffn_down.weight"), self.hidden_size, self.intermediate_size, 1.0)?;
+            matrix(
+                &mut w,
+                &name("ffn_gate.weight"),
+                self.intermediate_size,
+                self.hidden_size,
+                1.0,
+            )?;
+            matrix(
+                &mut w,
+                &name("ffn_up.weight"),
+                self.intermediate_size,
+                self.hidden_size,
+                1.0,
+            )?;
+            matrix(
+                &mut w,
+                &name("ffn_down.weight"),
+                self.hidden_size,
+                self.intermediate_size,
+                1.0,
+            )?;
         }
         vector(&mut w, "output_norm.weight", norm(self.hidden_size));
         if !self.tied_output {
-            matrix(&mut w, "output.weight", self.vocab_size, self.hidden_size, 4.0 * self.logit_scale)?;
+            matrix(
+                &mut w,
+                "output.weight",
+                self.vocab_size,
+                self.hidden_size,
+                4.0 * self.logit_scale,
+            )?;
         }
         Ok(w)
     }
@@ -130,7 +212,10 @@ impl SyntheticSpec {
 
 /// GPT-2's printable stand-ins for the 256 byte values.
 fn byte_to_unicode() -> Vec<char> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut extra = 0;
     let mut table = vec!['\0'; 256];
     for byte in 0..256u32 {
@@ -149,7 +234,11 @@ fn byte_to_unicode() -> Vec<char> {
 /// A byte-level BPE vocabulary: three specials, the 256 bytes, then merged letter pairs.
 fn add_byte_tokenizer(w: &mut GgufWriter, vocab_size: usize) {
     let bytes = byte_to_unicode();
-    let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into(), "<|im_end|>".into()];
+    let mut tokens: Vec<String> = vec![
+        "<|endoftext|>".into(),
+        "<|im_start|>".into(),
+        "<|im_end|>".into(),
+    ];
     let mut types = vec![3i32, 3, 3];
     tokens.extend(bytes.iter().map(|c| c.to_string()));
     types.extend(std::iter::repeat_n(1, 256));
@@ -173,9 +262,18 @@ fn add_byte_tokenizer(w: &mut GgufWriter, vocab_size: usize) {
     types.truncate(vocab_size);
     w.set("tokenizer.ggml.model", Value::String("gpt2".into()));
     w.set("tokenizer.ggml.pre", Value::String("smollm".into()));
-    w.set("tokenizer.ggml.tokens", Value::Array(tokens.into_iter().map(Value::String).collect()));
-    w.set("tokenizer.ggml.token_type", Value::Array(types.into_iter().map(Value::I32).collect()));
-    w.set("tokenizer.ggml.merges", Value::Array(merges.into_iter().map(Value::String).collect()));
+    w.set(
+        "tokenizer.ggml.tokens",
+        Value::Array(tokens.into_iter().map(Value::String).collect()),
+    );
+    w.set(
+        "tokenizer.ggml.token_type",
+        Value::Array(types.into_iter().map(Value::I32).collect()),
+    );
+    w.set(
+        "tokenizer.ggml.merges",
+        Value::Array(merges.into_iter().map(Value::String).collect()),
+    );
     w.set("tokenizer.ggml.bos_token_id", Value::U32(1));
     w.set("tokenizer.ggml.eos_token_id", Value::U32(2));
     w.set("tokenizer.ggml.add_bos_token", Value::Bool(false));

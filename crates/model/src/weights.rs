@@ -65,7 +65,9 @@ impl Matrix {
             byte_len: info.byte_len,
             storage,
         };
-        matrix.view().map_err(|e| ModelError::Kernel(format!("tensor `{}`: {e}", info.name)))?;
+        matrix
+            .view()
+            .map_err(|e| ModelError::Kernel(format!("tensor `{}`: {e}", info.name)))?;
         Ok(matrix)
     }
 
@@ -78,7 +80,9 @@ impl Matrix {
             byte_len: bytes.len(),
             storage: Storage::Owned(aligned_copy(bytes)),
         };
-        matrix.view().map_err(|e| ModelError::Kernel(e.to_string()))?;
+        matrix
+            .view()
+            .map_err(|e| ModelError::Kernel(e.to_string()))?;
         Ok(matrix)
     }
 
@@ -156,10 +160,12 @@ impl<'a> WeightLoader<'a> {
     }
 
     fn info(&self, name: &str) -> Result<&'a TensorInfo> {
-        self.file.tensor(name).ok_or_else(|| ModelError::MissingTensor {
-            path: self.file.path().to_path_buf(),
-            name: name.to_string(),
-        })
+        self.file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                path: self.file.path().to_path_buf(),
+                name: name.to_string(),
+            })
     }
 
     fn check_shape(&self, info: &TensorInfo, expected: &[usize]) -> Result<()> {
@@ -224,7 +230,11 @@ impl<'a> WeightLoader<'a> {
                 q_bias: bias("attn_q.bias", c.q_dim())?,
                 k_bias: bias("attn_k.bias", c.kv_dim())?,
                 v_bias: bias("attn_v.bias", c.kv_dim())?,
-                attention_output: self.matrix(&name("attn_output.weight"), c.hidden_size, c.q_dim())?,
+                attention_output: self.matrix(
+                    &name("attn_output.weight"),
+                    c.hidden_size,
+                    c.q_dim(),
+                )?,
                 ffn_norm: self.vector(&name("ffn_norm.weight"), c.hidden_size)?,
                 gate: self.matrix(&name("ffn_gate.weight"), c.intermediate_size, c.hidden_size)?,
                 up: self.matrix(&name("ffn_up.weight"), c.intermediate_size, c.hidden_size)?,

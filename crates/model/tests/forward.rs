@@ -9,15 +9,28 @@ use pipespec_model::synthetic::SyntheticSpec;
 use pipespec_model::{Model, Session};
 
 fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
-    Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap())
+    Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap(),
+    )
 }
 
 /// Every combination the tests cover: architecture, GQA, tied head, matrix type.
 fn specs() -> Vec<SyntheticSpec> {
     let mut specs = Vec::new();
-    let dtypes = [GgmlDType::F32, GgmlDType::F16, GgmlDType::Q4_1, GgmlDType::Q8_0];
+    let dtypes = [
+        GgmlDType::F32,
+        GgmlDType::F16,
+        GgmlDType::Q4_1,
+        GgmlDType::Q8_0,
+    ];
     for (i, dtype) in dtypes.into_iter().enumerate() {
-        for (j, architecture) in [Architecture::Llama, Architecture::Qwen2].into_iter().enumerate() {
+        for (j, architecture) in [Architecture::Llama, Architecture::Qwen2]
+            .into_iter()
+            .enumerate()
+        {
             let mut spec = SyntheticSpec::tiny((i * 2 + j) as u64);
             spec.architecture = architecture;
             spec.matrix_dtype = dtype;
@@ -31,13 +44,18 @@ fn specs() -> Vec<SyntheticSpec> {
 }
 
 fn write(spec: &SyntheticSpec, dir: &tempfile::TempDir) -> PathBuf {
-    let path = dir.path().join(format!("{:?}-{:?}-{}.gguf", spec.architecture, spec.matrix_dtype, spec.seed));
+    let path = dir.path().join(format!(
+        "{:?}-{:?}-{}.gguf",
+        spec.architecture, spec.matrix_dtype, spec.seed
+    ));
     spec.write(&path).unwrap();
     path
 }
 
 fn tokens(seed: u32, count: usize, vocab: usize) -> Vec<u32> {
-    (0..count as u32).map(|i| (i * 7919 + seed * 104_729 + 13) % vocab as u32).collect()
+    (0..count as u32)
+        .map(|i| (i * 7919 + seed * 104_729 + 13) % vocab as u32)
+        .collect()
 }
 
 #[test]
@@ -81,7 +99,10 @@ fn truncate_then_replay_equals_never_having_gone_there() {
 
         let mut straight = Session::new(model.clone(), 64, pool(2));
         straight.forward(&prefix, 0).unwrap();
-        let expected = straight.forward(&continuation, prefix.len()).unwrap().to_vec();
+        let expected = straight
+            .forward(&continuation, prefix.len())
+            .unwrap()
+            .to_vec();
 
         let mut rolled = Session::new(model.clone(), 64, pool(2));
         rolled.forward(&prefix, 0).unwrap();
@@ -89,7 +110,13 @@ fn truncate_then_replay_equals_never_having_gone_there() {
         rolled.truncate(prefix.len());
         assert_eq!(rolled.len(), prefix.len());
         let replayed = rolled.forward(&continuation, prefix.len()).unwrap();
-        assert_eq!(replayed, expected.as_slice(), "{:?} {:?}", spec.architecture, spec.matrix_dtype);
+        assert_eq!(
+            replayed,
+            expected.as_slice(),
+            "{:?} {:?}",
+            spec.architecture,
+            spec.matrix_dtype
+        );
     }
 }
 
@@ -124,13 +151,21 @@ fn errors_name_the_problem() {
     let path = write(&spec, &dir);
     let model = Model::load(&path).unwrap();
     let mut session = Session::new(model.clone(), 16, pool(1));
-    let message = session.forward(&[spec.vocab_size as u32], 0).unwrap_err().to_string();
+    let message = session
+        .forward(&[spec.vocab_size as u32], 0)
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("out of range"), "{message}");
     let message = session.forward(&[1; 17], 0).unwrap_err().to_string();
-    assert!(message.contains("context") && message.contains("16"), "{message}");
+    assert!(
+        message.contains("context") && message.contains("16"),
+        "{message}"
+    );
     assert!(session.forward(&[], 0).is_err());
 
-    let message = Model::load(&dir.path().join("missing.gguf")).unwrap_err().to_string();
+    let message = Model::load(&dir.path().join("missing.gguf"))
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("missing.gguf"), "{message}");
 
     let not_gguf = dir.path().join("not.gguf");
@@ -143,25 +178,37 @@ fn errors_name_the_problem() {
         let truncated = dir.path().join(format!("truncated-{cut}.gguf"));
         std::fs::write(&truncated, &bytes[..cut]).unwrap();
         let message = Model::load(&truncated).unwrap_err().to_string();
-        assert!(message.contains("truncated") || message.contains("corrupt"), "cut {cut}: {message}");
+        assert!(
+            message.contains("truncated") || message.contains("corrupt"),
+            "cut {cut}: {message}"
+        );
     }
 
     let arch_key = b"general.architecture";
-    let at = bytes.windows(arch_key.len()).position(|w| w == arch_key).unwrap();
+    let at = bytes
+        .windows(arch_key.len())
+        .position(|w| w == arch_key)
+        .unwrap();
     let mut renamed = bytes.clone();
     let value = at + arch_key.len() + 4 + 8; // type, then the string's length
     renamed[value..value + 5].copy_from_slice(b"gpt9x");
     let unsupported = dir.path().join("gpt9x.gguf");
     std::fs::write(&unsupported, &renamed).unwrap();
     let message = Model::load(&unsupported).unwrap_err().to_string();
-    assert!(message.contains("unsupported architecture `gpt9x`"), "{message}");
+    assert!(
+        message.contains("unsupported architecture `gpt9x`"),
+        "{message}"
+    );
 }
 
 #[test]
 fn an_unsupported_tensor_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = pipespec_model::gguf_writer::GgufWriter::new();
-    writer.set("general.architecture", pipespec_model::gguf::Value::String("llama".into()));
+    writer.set(
+        "general.architecture",
+        pipespec_model::gguf::Value::String("llama".into()),
+    );
     writer.add_tensor(pipespec_model::gguf_writer::TensorToWrite {
         name: "token_embd.weight".into(),
         dims: vec![32, 4],
@@ -171,5 +218,8 @@ fn an_unsupported_tensor_type_is_named() {
     let path = dir.path().join("q8_1.gguf");
     writer.write(&path).unwrap();
     let message = Model::load(&path).unwrap_err().to_string();
-    assert!(message.contains("token_embd.weight") || message.contains("missing"), "{message}");
+    assert!(
+        message.contains("token_embd.weight") || message.contains("missing"),
+        "{message}"
+    );
 }

@@ -10,9 +10,15 @@ fn default_model() -> PathBuf {
     let home = std::env::var_os("PIPESPEC_HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/pipespec"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/pipespec")
+        });
     let path = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run `pipespec fetch` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `pipespec fetch` first",
+        path.display()
+    );
     path
 }
 
@@ -20,19 +26,30 @@ const SCALE: f32 = 300.0;
 #[test]
 fn kernels_match_the_dequantized_reference_on_real_weights() {
     let file = GgufFile::open(&default_model()).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     for info in file.tensors.iter().filter(|t| t.dims.len() == 2) {
         let (cols, rows) = (info.dims[0], info.dims[1].min(512));
         let bytes = file.tensor_bytes(info);
-        let w = MatrixRef::new(info.dtype, rows, cols, &bytes[..bytes.len() / info.dims[1] * rows]).unwrap();
+        let w = MatrixRef::new(
+            info.dtype,
+            rows,
+            cols,
+            &bytes[..bytes.len() / info.dims[1] * rows],
+        )
+        .unwrap();
         // Activations with the outliers real hidden states have.
         let x: Vec<f32> = (0..cols)
             .map(|i| rng.random_range(-1.0..1.0f32) * if i % 97 == 0 { 40.0 } else { 1.0 } * SCALE)
             .collect();
         // Five activation rows: x and four scaled copies; check the first.
         let m = 5;
-        let xs: Vec<f32> = (0..m).flat_map(|k| x.iter().map(move |v| v * (1.0 + k as f32))).collect();
+        let xs: Vec<f32> = (0..m)
+            .flat_map(|k| x.iter().map(move |v| v * (1.0 + k as f32)))
+            .collect();
         let mut all = vec![0.0; rows * m];
         kernels::matmul(&pool, &w, &xs, m, &mut all).unwrap();
         let out = all[..rows].to_vec();
@@ -42,10 +59,19 @@ fn kernels_match_the_dequantized_reference_on_real_weights() {
         for (r, &got) in out.iter().enumerate() {
             kernels::dequantize_row(&w, r, &mut row).unwrap();
             let exact: f64 = row.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
-            let magnitude: f64 = row.iter().zip(&x).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+            let magnitude: f64 = row
+                .iter()
+                .zip(&x)
+                .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                .sum();
             worst = worst.max((got as f64 - exact).abs());
             scale = scale.max(magnitude);
         }
-        assert!(worst <= 0.02 * scale, "{} ({:?}): error {worst} against a scale of {scale}", info.name, info.dtype);
+        assert!(
+            worst <= 0.02 * scale,
+            "{} ({:?}): error {worst} against a scale of {scale}",
+            info.name,
+            info.dtype
+        );
     }
 }
