@@ -314,7 +314,8 @@ impl Session {
     }
 }
 
-/// Causal attention of `rows` new positions over the cache, every (row, head) an independent task.
+/// Causal attention of `rows` new positions over the cache. Each (row, kv head) is one task that
+/// serves every query head of its group, so each cached key and value is read once per group.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     pool: &rayon::ThreadPool,
@@ -326,27 +327,35 @@ fn attention(
     q: &[f32],
     out: &mut [f32],
 ) {
-    let d = c.head_dim;
-    let group = c.head_count / c.kv_head_count;
+    let group_width = c.head_count / c.kv_head_count * c.head_dim;
     let task = |(index, out): (usize, &mut [f32])| {
-        let (row, head) = (index / c.head_count, index % c.head_count);
+        let (row, kv_head) = (index / c.kv_head_count, index % c.kv_head_count);
         let count = start_pos + row + 1;
-        let kv_head = head / group;
-        let query = &q[row * c.q_dim() + head * d..row * c.q_dim() + (head + 1) * d];
-        let mut scores = Vec::with_capacity(count);
-        ops::attend(
-            query,
-            cache.head_keys(layer, kv_head, count),
-            cache.head_values(layer, kv_head, count),
-            count,
-            &mut scores,
-            out,
-        );
+        let queries = &q[index * group_width..(index + 1) * group_width];
+        SCORES.with(|scores| {
+            ops::attend_group(
+                queries,
+                cache.head_keys(layer, kv_head, count),
+                cache.head_values(layer, kv_head, count),
+                count,
+                &mut scores.borrow_mut(),
+                out,
+            )
+        });
     };
     let out = &mut out[..rows * c.q_dim()];
     if pool.current_num_threads() <= 1 {
-        out.chunks_exact_mut(d).enumerate().for_each(task);
+        out.chunks_exact_mut(group_width).enumerate().for_each(task);
     } else {
-        pool.install(|| out.par_chunks_exact_mut(d).enumerate().for_each(task));
+        pool.install(|| {
+            out.par_chunks_exact_mut(group_width)
+                .enumerate()
+                .for_each(task)
+        });
     }
+}
+
+thread_local! {
+    /// Attention scores of the task running on this thread: (group, positions).
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -54,37 +54,56 @@ pub fn add_in_place(a: &mut [f32], b: &[f32]) {
     }
 }
 
-/// Causal attention of one query head over `count` cached positions: softmax(q.K / sqrt(d)) V.
-pub fn attend(
-    query: &[f32],
+/// Causal attention of the query heads that share one kv head, over `count` cached positions:
+/// softmax(q.K / sqrt(d)) V per head. `queries` and `out` are (heads, d); `keys` and `values` (count, d).
+/// Every head sees the same operations in the same order whatever the group size or batch.
+pub fn attend_group(
+    queries: &[f32],
     keys: &[f32],
     values: &[f32],
     count: usize,
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let d = query.len();
+    let d = keys.len() / count.max(1);
+    let heads = queries.len() / d;
     let scale = 1.0 / (d as f32).sqrt();
     scores.clear();
-    scores.extend(
-        keys.chunks_exact(d)
-            .take(count)
-            .map(|k| dot(query, k) * scale),
-    );
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    out.fill(0.0);
-    for (&weight, value) in scores.iter().zip(values.chunks_exact(d)) {
-        for (o, &v) in out.iter_mut().zip(value) {
-            *o += weight * v;
+    scores.resize(heads * count, 0.0);
+    for (j, key) in keys.chunks_exact(d).take(count).enumerate() {
+        for (h, query) in queries.chunks_exact(d).enumerate() {
+            scores[h * count + j] = dot(query, key) * scale;
         }
     }
-    let inverse = 1.0 / sum;
-    for o in out.iter_mut() {
-        *o *= inverse;
+    let mut inverse_sums = [0f32; 16];
+    let mut inverse_sums_heap = Vec::new();
+    let inverse_sums: &mut [f32] = if heads <= 16 {
+        &mut inverse_sums[..heads]
+    } else {
+        inverse_sums_heap.resize(heads, 0.0);
+        &mut inverse_sums_heap
+    };
+    for (row, inverse) in scores.chunks_exact_mut(count).zip(inverse_sums.iter_mut()) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        *inverse = 1.0 / sum;
+    }
+    out.fill(0.0);
+    for (j, value) in values.chunks_exact(d).take(count).enumerate() {
+        for (h, out) in out.chunks_exact_mut(d).enumerate() {
+            let weight = scores[h * count + j];
+            for (o, &v) in out.iter_mut().zip(value) {
+                *o += weight * v;
+            }
+        }
+    }
+    for (out, &inverse) in out.chunks_exact_mut(d).zip(inverse_sums.iter()) {
+        for o in out.iter_mut() {
+            *o *= inverse;
+        }
     }
 }
