@@ -30,7 +30,10 @@ CONFIGS = [
     ("ar f32", "f32", "ar", [F32]),
     ("sd q4_1->f32", "f32", "sd", [Q4, F32]),
     ("lookup ngram->f32", "f32", "lookup", ["ngram", F32]),
+    ("staged q4_1->f32", "f32", "staged", [Q4, F32]),
     ("staged ngram->q4_1->f32", "f32", "staged", ["ngram", Q4, F32]),
+    ("pipespec q4_1->f32", "f32", "pipespec", [Q4, F32]),
+    ("pipespec ngram->q4_1->f32", "f32", "pipespec", ["ngram", Q4, F32]),
 ]
 
 

@@ -50,6 +50,47 @@ pub fn thread_pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
     Ok(Arc::new(pool))
 }
 
+/// One compute pool per level of `entries` for `pipespec`: each model level gets its own
+/// budget (`threads`: one count per model level, or one total to split; absent: every core,
+/// split); the n-gram level computes nothing and gets none (its slot reuses a 1-thread pool).
+pub fn level_pools(
+    entries: &[ChainEntry],
+    threads: &[usize],
+) -> Result<Vec<Arc<rayon::ThreadPool>>> {
+    let models = entries
+        .iter()
+        .filter(|e| matches!(e, ChainEntry::Model(_)))
+        .count();
+    if threads.contains(&0) {
+        bail!("--threads must be at least 1 per level");
+    }
+    let budgets: Vec<usize> = match threads {
+        [] | [_] => {
+            let total = match threads {
+                [n] => *n,
+                _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            // Evenly, the remainder to the levels nearest the target (the costliest).
+            (0..models)
+                .map(|i| (total / models + usize::from(models - i <= total % models)).max(1))
+                .collect()
+        }
+        list if list.len() == models => list.to_vec(),
+        list => bail!(
+            "--threads has {} entries but the chain has {models} model levels: give one count, or one per model level",
+            list.len()
+        ),
+    };
+    let mut budgets = budgets.into_iter();
+    entries
+        .iter()
+        .map(|entry| match entry {
+            ChainEntry::Ngram => thread_pool(Some(1)),
+            ChainEntry::Model(_) => thread_pool(budgets.next()),
+        })
+        .collect()
+}
+
 /// The prompt's token ids: raw text tokenized as is, or wrapped in the model's chat template.
 pub fn prompt_tokens(loaded: &LoadedModel, prompt: &str, raw: bool) -> Result<Vec<u32>> {
     if prompt.trim().is_empty() {
@@ -120,12 +161,20 @@ pub struct LoadedChain {
 /// Loads every level of `entries`: each model level gets its own session (KV cache) of
 /// `capacity` positions (the target's context unless `ctx_size` is given); every model must
 /// share the target's tokenizer. A file named twice is mapped once and its weights shared.
-pub fn load_chain(
+/// With one compute pool per level: `pools[i]` for `entries[i]`.
+pub fn load_chain_with_pools(
     entries: &[ChainEntry],
     ngram: (usize, usize),
     ctx_size: Option<usize>,
-    pool: &Arc<rayon::ThreadPool>,
+    pools: &[Arc<rayon::ThreadPool>],
 ) -> Result<LoadedChain> {
+    if pools.len() != entries.len() {
+        bail!(
+            "{} compute pools for {} levels: one per level",
+            pools.len(),
+            entries.len()
+        );
+    }
     let target_path = match entries.last() {
         Some(ChainEntry::Model(path)) => path.clone(),
         _ => bail!("the last level of a chain must be a model (the target)"),
@@ -147,7 +196,7 @@ pub fn load_chain(
                     check_same_tokenizer(&level.tokenizer, path, &target.tokenizer, &target_path)?;
                     level.model
                 };
-                let session = Session::new(model, capacity, pool.clone());
+                let session = Session::new(model, capacity, pools[index].clone());
                 levels.push(Box::new(ModelLevel::new(level_name(path), session)));
             }
         }

@@ -19,8 +19,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     sampling.validate()?;
     let strategy = Strategy::from(args.strategy);
-    let speculation = SpeculationConfig::with_window(args.window);
-    speculation.validate().context("--window")?;
+    let speculation = SpeculationConfig {
+        run_ahead: args.run_ahead,
+        ..SpeculationConfig::with_window(args.window)
+    };
+    speculation.validate().context("--window/--run-ahead")?;
     let prompt = match &args.prompt {
         Some(p) => p.clone(),
         None => {
@@ -36,12 +39,18 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         // lookup means the n-gram drafter: add it rather than make the user spell it out.
         entries.insert(0, ChainEntry::Ngram);
     }
-    let pool = loading::thread_pool(args.threads)?;
-    let chain = loading::load_chain(
+    // pipespec runs the levels at once: each model level gets its own pool; the others share one.
+    let pools = if strategy == Strategy::Pipespec {
+        loading::level_pools(&entries, &args.threads)?
+    } else {
+        let total = (!args.threads.is_empty()).then(|| args.threads.iter().sum());
+        vec![loading::thread_pool(total)?; entries.len()]
+    };
+    let chain = loading::load_chain_with_pools(
         &entries,
         (args.ngram_min, args.ngram_max),
         args.ctx_size,
-        &pool,
+        &pools,
     )?;
     let mut levels = chain.levels;
     let loaded = chain.target;
@@ -103,6 +112,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "decode_tok_s": generation.decode_tokens_per_second(),
             "strategy": strategy.as_str(),
             "window": speculation.window,
+            "run_ahead": speculation.run_ahead,
             "levels": output.levels.iter().map(level_json).collect::<Vec<_>>(),
         });
         writeln!(stdout, "{value}")?;
@@ -127,6 +137,10 @@ fn level_json(level: &LevelReport) -> serde_json::Value {
         "forward_passes": m.forward_passes,
         "prefill_s": m.prefill_s,
         "decode_s": m.decode_s,
+        "busy_s": m.busy_s,
+        "idle_s": m.idle_s,
+        "rollbacks_received": m.rollbacks_received,
+        "rollbacks_sent": m.rollbacks_sent,
     })
 }
 
@@ -157,8 +171,21 @@ fn print_summary(strategy: Strategy, output: &StrategyOutput) {
         } else {
             String::new()
         };
+        // Only pipespec stages keep busy/idle time: each level's utilisation of the run.
+        let stage = if m.busy_s > 0.0 {
+            format!(
+                " | busy {:.3} s | idle {:.3} s | utilisation {:.0}% | rollbacks received {} sent {}",
+                m.busy_s,
+                m.idle_s,
+                100.0 * m.utilisation(generation.wall_s),
+                m.rollbacks_received,
+                m.rollbacks_sent,
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "[pipespec] level {index} {}: {drafting}forward passes {} | prefill {:.3} s | decode {:.3} s",
+            "[pipespec] level {index} {}: {drafting}forward passes {} | prefill {:.3} s | decode {:.3} s{stage}",
             level.name, m.forward_passes, m.prefill_s, m.decode_s,
         );
     }

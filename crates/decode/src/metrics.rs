@@ -16,6 +16,14 @@ pub struct LevelMetrics {
     pub prefill_s: f64,
     /// Seconds spent after the prompt: forward passes, drafting, lookups.
     pub decode_s: f64,
+    /// `pipespec`: seconds this level's stage computed (prefill, passes, drafting).
+    pub busy_s: f64,
+    /// `pipespec`: seconds this level's stage was parked with nothing to do.
+    pub idle_s: f64,
+    /// `pipespec`: times this level dropped tokens of its own to adopt the next level's.
+    pub rollbacks_received: usize,
+    /// `pipespec`: verifications of this level that rejected a token of the level above.
+    pub rollbacks_sent: usize,
 }
 
 impl LevelMetrics {
@@ -27,6 +35,15 @@ impl LevelMetrics {
     /// Accepted tokens per verification that checked this level's drafts.
     pub fn mean_accepted_per_verification(&self) -> f64 {
         ratio(self.n_accepted, self.n_verifications)
+    }
+
+    /// Busy time over `wall_s`: how much of a run the level computed; 0 for an empty run.
+    pub fn utilisation(&self, wall_s: f64) -> f64 {
+        if wall_s > 0.0 {
+            self.busy_s / wall_s
+        } else {
+            0.0
+        }
     }
 
     /// Records one verification of `drafted` tokens of which `accepted` passed.

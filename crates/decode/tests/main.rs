@@ -2,5 +2,6 @@
 
 mod common;
 mod greedy;
+mod pipeline;
 mod real_model;
 mod sampling;

@@ -209,6 +209,25 @@ fn resample_from_target(
     }
 }
 
+/// `pipespec` stages before their second step wait a moment, so that the target finds drafts
+/// to verify (it would otherwise often step alone on models this fast, and test nothing).
+fn wait_for_drafts(level: usize, step: usize) -> std::time::Duration {
+    std::time::Duration::from_micros(if level > 0 && step == 1 { 120 } else { 0 })
+}
+
+/// A longer wait, for the test that must see full windows verified.
+fn wait_for_full_windows(level: usize, step: usize) -> std::time::Duration {
+    std::time::Duration::from_micros(if level > 0 && step == 1 { 400 } else { 0 })
+}
+
+fn speculation(strategy: Strategy) -> SpeculationConfig {
+    SpeculationConfig {
+        window: WINDOW,
+        delay: (strategy == Strategy::Pipespec).then_some(wait_for_drafts as _),
+        ..Default::default()
+    }
+}
+
 struct Fixture {
     target: Arc<Model>,
     draft: Arc<Model>,
@@ -243,7 +262,16 @@ fn chains(f: &Fixture) -> Vec<(Strategy, Vec<LevelSpec>)> {
             Strategy::Staged,
             vec![LevelSpec::Ngram, draft.clone(), target.clone()],
         ),
-        (Strategy::Staged, vec![other, draft, target]),
+        (
+            Strategy::Staged,
+            vec![other.clone(), draft.clone(), target.clone()],
+        ),
+        (Strategy::Pipespec, vec![draft.clone(), target.clone()]),
+        (
+            Strategy::Pipespec,
+            vec![LevelSpec::Ngram, draft.clone(), target.clone()],
+        ),
+        (Strategy::Pipespec, vec![other, draft, target]),
     ]
 }
 
@@ -251,13 +279,7 @@ fn check_every_strategy(params: SamplingParams) {
     let f = fixture();
     let expected = exact_joint(&f.target, &f.prompt, &params);
     for (strategy, levels) in chains(&f) {
-        let counts = histogram(
-            &levels,
-            strategy,
-            &f.prompt,
-            params,
-            &SpeculationConfig::with_window(WINDOW),
-        );
+        let counts = histogram(&levels, strategy, &f.prompt, params, &speculation(strategy));
         let p = chi_square_p_value(&counts, &expected);
         eprintln!(
             "{params:?} {strategy} over {} levels: p = {p:.4}",
@@ -302,17 +324,20 @@ fn a_wrong_verifier_fails_the_same_test() {
         ("always accept", always_accept as _),
         ("resample from p", resample_from_target as _),
     ] {
-        let speculation = SpeculationConfig {
-            window: WINDOW,
-            sampling_verifier: verifier,
-        };
-        let counts = histogram(&sd, Strategy::Sd, &f.prompt, params, &speculation);
-        let p = chi_square_p_value(&counts, &expected);
-        eprintln!("wrong verifier ({name}): p = {p:.3e}");
-        assert!(
-            p < 0.01,
-            "the test cannot tell a wrong verifier ({name}) from a right one: p = {p}"
-        );
+        for strategy in [Strategy::Sd, Strategy::Pipespec] {
+            let speculation = SpeculationConfig {
+                sampling_verifier: verifier,
+                delay: (strategy == Strategy::Pipespec).then_some(wait_for_full_windows as _),
+                ..speculation(strategy)
+            };
+            let counts = histogram(&sd, strategy, &f.prompt, params, &speculation);
+            let p = chi_square_p_value(&counts, &expected);
+            eprintln!("wrong verifier ({name}), {strategy}: p = {p:.3e}");
+            assert!(
+                p < 0.01,
+                "the test cannot tell a wrong verifier ({name}) from a right one under {strategy}: p = {p}"
+            );
+        }
     }
 }
 

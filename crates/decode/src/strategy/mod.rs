@@ -1,7 +1,7 @@
 //! Decoding strategies over a chain of levels (smallest first, target last), and what they report.
 
 pub mod ar;
-mod commit;
+pub(crate) mod commit;
 pub mod lookup;
 pub mod sd;
 pub mod staged;
@@ -25,6 +25,17 @@ pub const DEFAULT_WINDOW: usize = 6;
 /// The largest window accepted: drafts keep one vocabulary row each when sampling.
 pub const MAX_WINDOW: usize = 64;
 
+/// How far (in tokens) a `pipespec` level may run ahead of the next level by default: a few
+/// windows, so a fast drafter keeps a block ready while the target verifies the last one.
+pub const DEFAULT_RUN_AHEAD: usize = 16;
+
+/// The largest run-ahead accepted.
+pub const MAX_RUN_AHEAD: usize = 1024;
+
+/// A test hook of `pipespec`: the pause a level takes before its `step`-th forward pass, to
+/// exercise many interleavings.
+pub type DelayHook = fn(level: usize, step: usize) -> std::time::Duration;
+
 /// A speculative-sampling verifier; tests swap in a wrong one to prove their power.
 pub type SamplingVerifier =
     fn(&[u32], Option<&[f32]>, &[f32], usize, &mut Sampler, &mut Vec<f32>) -> Verdict;
@@ -35,6 +46,10 @@ pub struct SpeculationConfig {
     /// Tokens each level drafts past the committed output per round.
     pub window: usize,
     pub sampling_verifier: SamplingVerifier,
+    /// `pipespec`: the most tokens a level may be ahead of the next level.
+    pub run_ahead: usize,
+    /// `pipespec`, tests only: a pause before each forward pass of each level.
+    pub delay: Option<DelayHook>,
 }
 
 impl Default for SpeculationConfig {
@@ -42,6 +57,8 @@ impl Default for SpeculationConfig {
         SpeculationConfig {
             window: DEFAULT_WINDOW,
             sampling_verifier: verify_sampling,
+            run_ahead: DEFAULT_RUN_AHEAD,
+            delay: None,
         }
     }
 }
@@ -60,6 +77,13 @@ impl SpeculationConfig {
                 name: "window",
                 bounds: "1..=64",
                 value: self.window.to_string(),
+            });
+        }
+        if self.run_ahead == 0 || self.run_ahead > MAX_RUN_AHEAD {
+            return Err(DecodeError::InvalidParameter {
+                name: "run_ahead",
+                bounds: "1..=1024",
+                value: self.run_ahead.to_string(),
             });
         }
         Ok(())
@@ -84,14 +108,17 @@ pub enum Strategy {
     Staged,
     /// The n-gram drafter and the target.
     Lookup,
+    /// Every level, asynchronously: one thread per level.
+    Pipespec,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::Ar,
         Strategy::Sd,
         Strategy::Staged,
         Strategy::Lookup,
+        Strategy::Pipespec,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +127,7 @@ impl Strategy {
             Strategy::Sd => "sd",
             Strategy::Staged => "staged",
             Strategy::Lookup => "lookup",
+            Strategy::Pipespec => "pipespec",
         }
     }
 
@@ -111,7 +139,7 @@ impl Strategy {
                 None => Err(empty_chain()),
             },
             Strategy::Sd => sd::levels(chain),
-            Strategy::Staged => {
+            Strategy::Staged | Strategy::Pipespec => {
                 if chain.is_empty() {
                     return Err(empty_chain());
                 }
@@ -148,6 +176,9 @@ impl Strategy {
                 )
             }
             Strategy::Lookup => lookup::generate(chain, prompt, config, speculation, on_token),
+            Strategy::Pipespec => {
+                crate::pipeline::generate(chain, prompt, config, speculation, on_token)
+            }
         }
     }
 }
@@ -167,7 +198,7 @@ impl FromStr for Strategy {
             .find(|s| s.as_str() == name)
             .ok_or_else(|| DecodeError::InvalidParameter {
                 name: "strategy",
-                bounds: "one of ar, sd, staged, lookup",
+                bounds: "one of ar, sd, staged, lookup, pipespec",
                 value: name.into(),
             })
     }

@@ -1,0 +1,202 @@
+//! `pipespec`: the asynchronous k-level pipeline. Every level runs its own loop on its own OS thread, owning its model and cache; levels coordinate only through the tracks they publish.
+//!
+//! Level 0 drafts continuously; each middle level verifies what the level above published (one
+//! pass over [last token, drafts...]) or, with nothing to verify, takes a one-token step of its
+//! own; the target (on the calling thread) verifies and commits. A level whose track differs
+//! from the next level's adopts that track from the first differing position (its cache
+//! realigns and feeds every adopted token): rejections cascade upward that way, and `Track::epoch`
+//! counts them. A level never runs more than `run_ahead` tokens ahead of the next. Stages share
+//! one mutex-guarded board, held only to plan and publish, never across a forward pass; an idle
+//! stage parks on a condition variable.
+
+mod shared;
+mod stage;
+
+use std::time::Instant;
+
+use crate::error::{DecodeError, Result};
+use crate::generate::{token_budget, GenerationConfig};
+use crate::level::Level;
+use crate::strategy::commit::Committed;
+use crate::strategy::{check_verifier, report, SpeculationConfig, StrategyOutput};
+
+use shared::{Shared, StopOnDrop};
+use stage::{Stage, StageConfig, StageStats};
+
+/// Runs every level of `chain` (smallest first, target last) as one asynchronous pipeline.
+/// Returns once every stage thread has been joined.
+pub fn generate(
+    chain: &mut [Box<dyn Level>],
+    prompt: &[u32],
+    config: &GenerationConfig,
+    speculation: &SpeculationConfig,
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> Result<StrategyOutput> {
+    config.sampling.validate()?;
+    speculation.validate()?;
+    let vocab = check_chain(chain)?;
+    let capacity = chain
+        .iter()
+        .filter_map(|l| l.capacity())
+        .min()
+        .unwrap_or(usize::MAX);
+    let budget = token_budget(prompt, capacity, config.max_tokens)?;
+    for level in chain.iter_mut() {
+        *level.metrics_mut() = Default::default();
+    }
+    let start = Instant::now();
+    let mut committed = Committed::new(config, budget, start);
+    let mut prefill_s = 0.0;
+    if budget > 0 {
+        let stage_config = StageConfig {
+            prompt,
+            budget,
+            window: speculation.window,
+            run_ahead: speculation.run_ahead,
+            sampling: config.sampling,
+            verifier: speculation.sampling_verifier,
+            delay: speculation.delay,
+            vocab,
+            target: chain.len() - 1,
+        };
+        let stats = run_stages(
+            chain,
+            &stage_config,
+            config.seed,
+            &mut committed,
+            on_token,
+            &mut prefill_s,
+            start,
+        )?;
+        for (index, stats) in stats.iter().enumerate() {
+            record(chain, index, stats);
+        }
+    }
+    Ok(StrategyOutput {
+        generation: committed.into_output(prompt.len(), prefill_s),
+        levels: chain.iter().map(|level| report(&**level)).collect(),
+    })
+}
+
+/// Spawns a thread per level below the target, runs the target here, joins them all; returns
+/// each stage's statistics, smallest level first, or the first error.
+fn run_stages(
+    chain: &mut [Box<dyn Level>],
+    config: &StageConfig<'_>,
+    seed: u64,
+    committed: &mut Committed<'_>,
+    on_token: &mut dyn FnMut(u32) -> bool,
+    prefill_s: &mut f64,
+    start: Instant,
+) -> Result<Vec<StageStats>> {
+    let shared = Shared::new(chain.len());
+    let Some((target, uppers)) = chain.split_last_mut() else {
+        return Err(DecodeError::InvalidParameter {
+            name: "chain",
+            bounds: "at least one level",
+            value: "none".into(),
+        });
+    };
+    let target_index = uppers.len();
+    let (target_result, upper_results) = std::thread::scope(|scope| {
+        let shared = &shared;
+        let handles: Vec<_> = uppers
+            .iter_mut()
+            .enumerate()
+            .map(|(index, level)| {
+                scope.spawn(move || {
+                    // Whatever ends this stage (an error, a panic) stops the others.
+                    let _stop = StopOnDrop(shared);
+                    let mut stage = Stage::new(
+                        index,
+                        level.as_mut(),
+                        shared,
+                        config,
+                        stage_seed(seed, index),
+                    );
+                    let result = stage.prefill().and_then(|_| stage.run());
+                    (result, stage.stats)
+                })
+            })
+            .collect();
+        let target_result = {
+            let _stop = StopOnDrop(shared);
+            let mut stage = Stage::new(target_index, target.as_mut(), shared, config, seed);
+            let result = stage.prefill().and_then(|_| {
+                // The other levels prefill at the same time on their own threads.
+                *prefill_s = start.elapsed().as_secs_f64();
+                stage.run_target(committed, on_token)
+            });
+            (result, stage.stats)
+        };
+        let upper_results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (target_result, upper_results)
+    });
+    let mut all = Vec::with_capacity(target_index + 1);
+    let mut first_error = target_result.0.err();
+    for joined in upper_results {
+        // A stage panic is a bug: carry it to the caller as the panic it was.
+        let (result, stats) = joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let (None, Err(error)) = (&first_error, result) {
+            first_error = Some(error);
+        }
+        all.push(stats);
+    }
+    all.push(target_result.1);
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(all),
+    }
+}
+
+/// Each level samples from its own stream.
+fn stage_seed(seed: u64, index: usize) -> u64 {
+    seed ^ 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(index as u64 + 1)
+}
+
+/// Adds a stage's statistics to its level's counters, and its verification of the level
+/// above to that level's drafting counters.
+fn record(chain: &mut [Box<dyn Level>], index: usize, stats: &StageStats) {
+    let metrics = chain[index].metrics_mut();
+    metrics.busy_s += stats.busy_s;
+    metrics.idle_s += stats.idle_s;
+    metrics.rollbacks_received += stats.rollbacks_received;
+    metrics.rollbacks_sent += stats.rollbacks_sent;
+    if index > 0 {
+        let upstream = chain[index - 1].metrics_mut();
+        upstream.n_drafted += stats.upstream_drafted;
+        upstream.n_accepted += stats.upstream_accepted;
+        upstream.n_verifications += stats.upstream_verifications;
+    }
+}
+
+/// Every level above the first must verify, and all levels share one vocabulary; returns it.
+fn check_chain(chain: &[Box<dyn Level>]) -> Result<usize> {
+    if chain.len() < 2 {
+        return Err(DecodeError::InvalidParameter {
+            name: "chain",
+            bounds: "at least two levels (drafter(s), then the target)",
+            value: format!("{} level(s)", chain.len()),
+        });
+    }
+    for level in &chain[1..] {
+        check_verifier(&**level)?;
+    }
+    let sizes: Vec<(&str, usize)> = chain
+        .iter()
+        .filter_map(|level| Some((level.name(), level.vocab_size()?)))
+        .collect();
+    let &(target_name, vocab) = sizes.last().ok_or(DecodeError::InvalidParameter {
+        name: "chain",
+        bounds: "a target with logits",
+        value: "none".into(),
+    })?;
+    if let Some((name, size)) = sizes.iter().find(|(_, size)| *size != vocab) {
+        return Err(DecodeError::InvalidParameter {
+            name: "chain",
+            bounds: "levels with the same vocabulary",
+            value: format!("{name} has {size} tokens, {target_name} {vocab}"),
+        });
+    }
+    Ok(vocab)
+}

@@ -1,0 +1,396 @@
+//! `pipespec`: exact greedy output under many thread interleavings, repeatability, termination (EOS, budget, cancellation) with every stage thread joined, and exact sampling.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use candle_core::quantized::GgmlDType;
+use pipespec_decode::metrics::LevelMetrics;
+use pipespec_decode::{Drafts, Sampler};
+use pipespec_decode::{
+    FinishReason, GenerationConfig, Level, SamplingParams, SpeculationConfig, Strategy,
+    StrategyOutput,
+};
+use pipespec_model::Model;
+
+use crate::common::{chain, config, random_tokens, reference, spec, LevelSpec, Models};
+
+/// A pseudo-random pause of 0 to ~300 µs, from the level and step alone (a fn pointer: no state).
+fn jitter(level: usize, step: usize) -> Duration {
+    let mut x = (level as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    Duration::from_micros(x % 300)
+}
+
+/// Long pauses on the drafters only: the target runs with (almost) nothing to verify.
+fn slow_drafters(level: usize, step: usize) -> Duration {
+    if level == 0 {
+        jitter(level, step) * 4
+    } else {
+        Duration::ZERO
+    }
+}
+
+fn speculation(
+    window: usize,
+    run_ahead: usize,
+    delay: Option<pipespec_decode::DelayHook>,
+) -> SpeculationConfig {
+    SpeculationConfig {
+        window,
+        run_ahead,
+        delay,
+        ..Default::default()
+    }
+}
+
+fn pipespec(
+    levels: &mut [Box<dyn Level>],
+    prompt: &[u32],
+    generation: &GenerationConfig,
+    speculation: &SpeculationConfig,
+) -> StrategyOutput {
+    Strategy::Pipespec
+        .generate(levels, prompt, generation, speculation, &mut |_| true)
+        .expect("a pipespec run")
+}
+
+/// A chain for `case`: a target and 1 to 3 levels below it (identical, quantized, unrelated
+/// models and the n-gram drafter in turn).
+fn build(models: &mut Models, case: usize) -> (Arc<Model>, Vec<LevelSpec>) {
+    let vocab = [64, 96][case % 2];
+    let target_spec = spec(500 + case as u64, vocab, 32, 1 + case % 2);
+    let target = models.load(&target_spec);
+    let mut quantized = target_spec.clone();
+    quantized.matrix_dtype = GgmlDType::Q4_1;
+    let quantized = LevelSpec::Model(models.load(&quantized));
+    let unrelated = LevelSpec::Model(models.load(&spec(7_000 + case as u64, vocab, 32, 1)));
+    let identical = LevelSpec::Model(target.clone());
+    let mut levels = match case % 6 {
+        0 => vec![quantized],
+        1 => vec![unrelated],
+        2 => vec![LevelSpec::Ngram, quantized],
+        3 => vec![unrelated, identical],
+        4 => vec![LevelSpec::Ngram, unrelated, quantized],
+        _ => vec![quantized.clone(), unrelated, quantized],
+    };
+    levels.push(LevelSpec::Model(target.clone()));
+    (target, levels)
+}
+
+fn prompt(case: usize, vocab: usize) -> Vec<u32> {
+    if case.is_multiple_of(3) {
+        let phrase = random_tokens(case as u64, 4, vocab);
+        phrase.iter().cycle().take(14).copied().collect()
+    } else {
+        random_tokens(case as u64, 2 + case % 11, vocab)
+    }
+}
+
+#[test]
+fn greedy_output_equals_ar_under_many_interleavings() {
+    let mut models = Models::new();
+    let (mut runs, mut delayed, mut rollbacks) = (0, 0, 0);
+    for case in 0..40 {
+        let (target, levels) = build(&mut models, case);
+        let vocab = target.config.vocab_size;
+        let prompt = prompt(case, vocab);
+        let mut generation = config(12 + case % 21, SamplingParams::greedy(), 0, Vec::new());
+        let mut expected = reference(&target, &prompt, &generation);
+        if case % 4 == 1 {
+            generation.stop_ids = vec![expected.tokens[expected.tokens.len() / 2]];
+            expected = reference(&target, &prompt, &generation);
+        }
+        let window = 1 + case % 7;
+        for (variant, delay) in [None, Some(jitter as _), Some(slow_drafters as _)]
+            .into_iter()
+            .enumerate()
+        {
+            let run_ahead = [1, 3, 8, 16][(case + variant) % 4];
+            let speculation = speculation(window, run_ahead, delay);
+            let output = pipespec(&mut chain(&levels), &prompt, &generation, &speculation);
+            assert_eq!(
+                (output.generation.tokens, output.generation.finish_reason),
+                (expected.tokens.clone(), expected.finish_reason),
+                "case {case} ({} levels, window {window}, run-ahead {run_ahead}, delay {variant})",
+                levels.len()
+            );
+            runs += 1;
+            delayed += usize::from(delay.is_some());
+            rollbacks += output
+                .levels
+                .iter()
+                .map(|l| l.metrics.rollbacks_received)
+                .sum::<usize>();
+        }
+    }
+    eprintln!("{runs} runs ({delayed} with delays), {rollbacks} rollbacks received");
+    assert!(runs >= 100 && delayed >= 60);
+    assert!(
+        rollbacks > 0,
+        "no run ever rolled back: the test misses the interesting paths"
+    );
+}
+
+#[test]
+fn repeat_runs_give_the_same_output() {
+    let mut models = Models::new();
+    for case in [2, 4, 5] {
+        let (target, levels) = build(&mut models, case);
+        let prompt = prompt(case, target.config.vocab_size);
+        let generation = config(40, SamplingParams::greedy(), 0, Vec::new());
+        let expected = reference(&target, &prompt, &generation).tokens;
+        let mut levels = chain(&levels);
+        for repeat in 0..6 {
+            // The same chain again: each level realigns its cache to the new run.
+            let delay = (repeat % 2 == 1).then_some(jitter as _);
+            let output = pipespec(&mut levels, &prompt, &generation, &speculation(4, 6, delay));
+            assert_eq!(
+                output.generation.tokens, expected,
+                "case {case}, repeat {repeat}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_run_ahead_bound_limits_wasted_drafts() {
+    // An unrelated drafter is almost always wrong: with a bound of 1 it drafts about one token
+    // per target step; unbounded it would draft without end while the target is slowed down.
+    let mut models = Models::new();
+    let target = models.load(&spec(11, 64, 64, 2));
+    let drafter = models.load(&spec(12, 64, 32, 1));
+    let levels = [LevelSpec::Model(drafter), LevelSpec::Model(target.clone())];
+    let prompt = random_tokens(5, 8, 64);
+    let generation = config(30, SamplingParams::greedy(), 0, Vec::new());
+    let expected = reference(&target, &prompt, &generation).tokens;
+    let output = pipespec(
+        &mut chain(&levels),
+        &prompt,
+        &generation,
+        &speculation(4, 1, None),
+    );
+    assert_eq!(output.generation.tokens, expected);
+    let (drafter, target) = (&output.levels[0].metrics, &output.levels[1].metrics);
+    // Each draft pass adds one token; at most one token is ever ahead of the target's output,
+    // so the drafter's passes are bounded by the target's passes plus its rollbacks.
+    assert!(
+        drafter.forward_passes <= target.forward_passes + drafter.rollbacks_received + 2,
+        "{drafter:?} vs {target:?}"
+    );
+}
+
+/// Counts the stage threads (other than the caller's) that used a level and have not exited.
+struct Watched {
+    inner: Box<dyn Level>,
+    owner: ThreadId,
+    live: Arc<AtomicUsize>,
+    seen: Arc<AtomicUsize>,
+}
+
+/// Decrements `live` when its thread exits (thread-local destructors run before `join` returns).
+struct ExitGuard(Arc<AtomicUsize>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    static GUARDS: RefCell<Vec<ExitGuard>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Level for Watched {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn can_verify(&self) -> bool {
+        self.inner.can_verify()
+    }
+    fn vocab_size(&self) -> Option<usize> {
+        self.inner.vocab_size()
+    }
+    fn capacity(&self) -> Option<usize> {
+        self.inner.capacity()
+    }
+    fn prefill(&mut self, prompt: &[u32]) -> pipespec_decode::Result<()> {
+        if std::thread::current().id() != self.owner {
+            self.live.fetch_add(1, Ordering::SeqCst);
+            self.seen.fetch_add(1, Ordering::SeqCst);
+            GUARDS.with(|g| g.borrow_mut().push(ExitGuard(self.live.clone())));
+        }
+        self.inner.prefill(prompt)
+    }
+    fn logits(&mut self, sequence: &[u32], rows: usize) -> pipespec_decode::Result<&[f32]> {
+        self.inner.logits(sequence, rows)
+    }
+    fn draft(
+        &mut self,
+        sequence: &[u32],
+        count: usize,
+        sampling: &SamplingParams,
+        sampler: &mut Sampler,
+        drafts: &mut Drafts,
+    ) -> pipespec_decode::Result<()> {
+        self.inner.draft(sequence, count, sampling, sampler, drafts)
+    }
+    fn metrics(&self) -> &LevelMetrics {
+        self.inner.metrics()
+    }
+    fn metrics_mut(&mut self) -> &mut LevelMetrics {
+        self.inner.metrics_mut()
+    }
+}
+
+fn watched(
+    levels: &[LevelSpec],
+    live: &Arc<AtomicUsize>,
+    seen: &Arc<AtomicUsize>,
+) -> Vec<Box<dyn Level>> {
+    chain(levels)
+        .into_iter()
+        .map(|inner| -> Box<dyn Level> {
+            Box::new(Watched {
+                inner,
+                owner: std::thread::current().id(),
+                live: live.clone(),
+                seen: seen.clone(),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn cancellation_eos_and_budget_leave_no_thread_behind() {
+    let mut models = Models::new();
+    let target = models.load(&spec(21, 64, 32, 2));
+    let quantized = {
+        let mut s = spec(21, 64, 32, 2);
+        s.matrix_dtype = GgmlDType::Q4_1;
+        models.load(&s)
+    };
+    let levels = [
+        LevelSpec::Ngram,
+        LevelSpec::Model(quantized),
+        LevelSpec::Model(target.clone()),
+    ];
+    let prompt = random_tokens(9, 10, 64);
+    let full = config(48, SamplingParams::greedy(), 0, Vec::new());
+    let expected = reference(&target, &prompt, &full).tokens;
+    for delay in [None, Some(jitter as _)] {
+        // Cancellation after a few tokens: the callback's false stops every level.
+        for cancel_after in [1, 5, 17] {
+            let (live, seen) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let mut levels = watched(&levels, &live, &seen);
+            let mut delivered = 0;
+            let output = Strategy::Pipespec
+                .generate(
+                    &mut levels,
+                    &prompt,
+                    &full,
+                    &speculation(3, 8, delay),
+                    &mut |_| {
+                        delivered += 1;
+                        delivered < cancel_after
+                    },
+                )
+                .expect("a cancelled run");
+            assert_eq!(output.generation.finish_reason, FinishReason::Cancelled);
+            assert_eq!(output.generation.tokens, expected[..cancel_after]);
+            assert_eq!(delivered, cancel_after);
+            assert_eq!(
+                seen.load(Ordering::SeqCst),
+                2,
+                "two stages on their own threads"
+            );
+            assert_eq!(
+                live.load(Ordering::SeqCst),
+                0,
+                "a stage thread outlived its request"
+            );
+        }
+        // EOS: a stop id mid-output.
+        let mut with_stop = full.clone();
+        with_stop.stop_ids = vec![expected[20]];
+        let stop_reference = reference(&target, &prompt, &with_stop);
+        let (live, seen) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let output = pipespec(
+            &mut watched(&levels, &live, &seen),
+            &prompt,
+            &with_stop,
+            &speculation(5, 8, delay),
+        );
+        assert_eq!(output.generation.finish_reason, FinishReason::Stop);
+        assert_eq!(output.generation.tokens, stop_reference.tokens);
+        assert_eq!(
+            (seen.load(Ordering::SeqCst), live.load(Ordering::SeqCst)),
+            (2, 0)
+        );
+        // The budget, exactly, including budgets smaller than a window.
+        for max_tokens in [0, 1, 2, 7, 48] {
+            let (live, seen) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let budget = config(max_tokens, SamplingParams::greedy(), 0, Vec::new());
+            let output = pipespec(
+                &mut watched(&levels, &live, &seen),
+                &prompt,
+                &budget,
+                &speculation(6, 8, delay),
+            );
+            assert_eq!(output.generation.tokens, expected[..max_tokens]);
+            assert_eq!(output.generation.finish_reason, FinishReason::Length);
+            assert_eq!(live.load(Ordering::SeqCst), 0);
+        }
+    }
+}
+
+#[test]
+fn per_level_metrics_describe_the_run() {
+    let mut models = Models::new();
+    let target = models.load(&spec(31, 64, 64, 2));
+    let levels = [
+        LevelSpec::Model(target.clone()),
+        LevelSpec::Model(target.clone()),
+    ];
+    let prompt = random_tokens(2, 6, 64);
+    let generation = config(40, SamplingParams::greedy(), 0, Vec::new());
+    let output = pipespec(
+        &mut chain(&levels),
+        &prompt,
+        &generation,
+        &speculation(4, 8, None),
+    );
+    let wall = output.generation.wall_s;
+    let (drafter, target) = (&output.levels[0].metrics, &output.levels[1].metrics);
+    // An identical drafter is never wrong.
+    assert_eq!(drafter.n_accepted, drafter.n_drafted);
+    assert!(drafter.n_drafted > 0 && drafter.n_verifications > 0);
+    assert_eq!((drafter.rollbacks_received, target.rollbacks_sent), (0, 0));
+    for m in [drafter, target] {
+        assert!(
+            m.busy_s > 0.0 && m.busy_s + m.idle_s <= wall * 1.05 + 1e-3,
+            "{m:?}, wall {wall}"
+        );
+        assert!(m.utilisation(wall) > 0.0 && m.utilisation(wall) <= 1.05);
+    }
+}
+
+#[test]
+fn a_chain_without_a_verifier_above_the_first_level_is_refused() {
+    let mut models = Models::new();
+    let target = models.load(&spec(41, 64, 32, 1));
+    let mut levels = chain(&[LevelSpec::Ngram, LevelSpec::Ngram, LevelSpec::Model(target)]);
+    let generation = config(4, SamplingParams::greedy(), 0, Vec::new());
+    let result = Strategy::Pipespec.generate(
+        &mut levels,
+        &[1, 2],
+        &generation,
+        &SpeculationConfig::default(),
+        &mut |_| true,
+    );
+    assert!(result.is_err());
+}
