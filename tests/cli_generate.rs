@@ -135,3 +135,32 @@ fn tokenize_prints_ids_and_info_describes_the_model() {
         "{text}"
     );
 }
+
+#[test]
+fn predict_prints_the_papers_check_values() {
+    let output = run(
+        &[
+            "predict",
+            "--alpha",
+            "0.5,0.8,0.8",
+            "--gamma",
+            "4,4,8",
+            "--cost-ratio",
+            "0.1",
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "0.340  1.319",
+        "0.543  2.283",
+        "0.480  2.599",
+        "sd speedup (last stage, C = 0.1): 2.405",
+    ] {
+        assert!(text.contains(expected), "`{expected}` not in:\n{text}");
+    }
+    let bad = run(&["predict", "--alpha", "1.5", "--gamma", "4"], "");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("alpha") && stderr(&bad).contains("1.5"));
+}
