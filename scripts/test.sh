@@ -7,4 +7,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release
 ./target/release/pipespec fetch
 bash scripts/fetch-test-data.sh
+# The official OpenAI client, driven by the server's tests.
+python3 -m pip install --quiet 'openai>=1,<3'
 cargo test --release --workspace --no-fail-fast

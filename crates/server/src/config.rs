@@ -1,0 +1,44 @@
+//! The server's settings, resolved from flags before anything is loaded.
+
+use std::net::SocketAddr;
+
+use pipespec_decode::Strategy;
+
+/// Default size of the queue of requests waiting for a slot.
+pub const DEFAULT_QUEUE: usize = 64;
+
+/// Largest request body accepted.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Tokens generated when a request gives no `max_tokens`.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+/// Most stop sequences per request (OpenAI's limit).
+pub const MAX_STOP_SEQUENCES: usize = 4;
+
+/// How the server listens and schedules.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub address: SocketAddr,
+    /// Generations in flight at once, each on its own slot (its own KV caches).
+    pub max_concurrent: usize,
+    /// Requests waiting for a slot beyond those in flight; more are refused with 429.
+    pub queue_capacity: usize,
+    pub max_body_bytes: usize,
+    /// The strategy and window used when a request names none.
+    pub default_strategy: Strategy,
+    pub default_window: usize,
+}
+
+impl ServerConfig {
+    pub fn new(address: SocketAddr, default_strategy: Strategy, default_window: usize) -> Self {
+        ServerConfig {
+            address,
+            max_concurrent: 1,
+            queue_capacity: DEFAULT_QUEUE,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            default_strategy,
+            default_window,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Streams a job's events as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`.
+
+use std::convert::Infallible;
+
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use crate::response::ResponseMeta;
+use crate::scheduler::Event;
+
+/// The SSE response. Dropping it (the client went away) drops `events`' receiver, which the
+/// worker notices at its next token and cancels the generation.
+pub fn stream(
+    meta: ResponseMeta,
+    include_usage: bool,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) -> Response {
+    let body = async_stream::stream! {
+        let mut first = true;
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Text(text) => {
+                    yield Ok::<_, Infallible>(data(meta.chunk(Some(&text), first, None)));
+                    first = false;
+                }
+                Event::Done(summary) => {
+                    yield Ok(data(meta.chunk(None, first, Some(summary.finish_reason))));
+                    if include_usage {
+                        yield Ok(data(meta.usage_chunk(&summary)));
+                    }
+                    break;
+                }
+                Event::Failed(error) => {
+                    yield Ok(data(error.body()));
+                    break;
+                }
+            }
+        }
+        yield Ok(SseEvent::default().data("[DONE]"));
+    };
+    Sse::new(body).into_response()
+}
+
+fn data(value: serde_json::Value) -> SseEvent {
+    SseEvent::default().data(value.to_string())
+}

@@ -1,0 +1,43 @@
+//! The real default model: a greedy chat completion equals the library's greedy output for the same prompt.
+
+use std::path::PathBuf;
+
+use crate::common;
+
+const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where `pipespec fetch` puts the default model: `$PIPESPEC_HOME/models`, else `~/.cache/pipespec/models`.
+fn model_path() -> PathBuf {
+    let home = std::env::var_os("PIPESPEC_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("pipespec"))
+        })
+        .expect("neither PIPESPEC_HOME nor HOME is set: cannot locate the default model");
+    let path = home.join("models").join(MODEL_FILE);
+    assert!(
+        path.is_file(),
+        "the real-model test needs {} (run `pipespec fetch` first; CI fetches it before the tests)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn greedy_chat_equals_the_library_on_the_default_model() {
+    let server = common::start(&model_path(), 512, 2, 8);
+    let question = "What is the capital of France, and what is it famous for?";
+    let expected = server.expected(&server.chat_ids(question), 40, 512);
+    let body = serde_json::json!({
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": 40,
+        "temperature": 0,
+    });
+    let (status, value) = server.post("/v1/chat/completions", &body.to_string());
+    assert_eq!(status, 200, "{value}");
+    assert_eq!(
+        value["choices"][0]["message"]["content"].as_str().unwrap(),
+        expected
+    );
+    assert!(expected.contains("Paris"), "{expected}");
+}

@@ -1,0 +1,96 @@
+//! `pipespec serve`: loads the chain once, then serves the OpenAI-compatible API until Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{bail, Context, Result};
+use pipespec_decode::{SpeculationConfig, Strategy};
+use pipespec_server::{Engine, LevelSpec, ServerConfig};
+
+use crate::cli::ServeArgs;
+use crate::loading::{self, ChainEntry};
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let strategy = Strategy::from(args.strategy);
+    SpeculationConfig::with_window(args.window)
+        .validate()
+        .context("--window")?;
+    if args.max_concurrent == 0 {
+        bail!("--max-concurrent must be at least 1");
+    }
+    let host: IpAddr = args
+        .host
+        .parse()
+        .with_context(|| format!("--host {}: expected an IP address", args.host))?;
+    let mut entries = loading::chain_entries(&args.chain, args.model.model.as_deref())?;
+    if strategy == Strategy::Lookup && !entries.contains(&ChainEntry::Ngram) {
+        // lookup means the n-gram drafter: add it rather than make the user spell it out.
+        entries.insert(0, ChainEntry::Ngram);
+    }
+    let pool = loading::thread_pool(args.threads)?;
+    // Load each file once; every slot builds its own sessions over these weights.
+    let target_path = match entries.last() {
+        Some(ChainEntry::Model(path)) => path.clone(),
+        _ => bail!("the last level of --chain must be a GGUF file (the target)"),
+    };
+    let target = loading::load(&target_path)?;
+    let capacity = loading::context_size(&target.model, args.ctx_size)?;
+    let mut levels = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        match entry {
+            ChainEntry::Ngram => levels.push(LevelSpec::Ngram {
+                min: args.ngram_min,
+                max: args.ngram_max,
+            }),
+            ChainEntry::Model(path) => {
+                let model = if index + 1 == entries.len() {
+                    target.model.clone()
+                } else {
+                    let level = loading::load(path)?;
+                    // Drafts are checked id by id: every level must read ids the same way.
+                    if level.tokenizer.tokens() != target.tokenizer.tokens() {
+                        bail!(
+                            "{} and {} have different tokenizers: every level of a chain must share the target's tokenizer",
+                            path.display(),
+                            target_path.display()
+                        );
+                    }
+                    level.model
+                };
+                levels.push(LevelSpec::Model {
+                    name: path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |name| name.to_string_lossy().into_owned(),
+                    ),
+                    model,
+                });
+            }
+        }
+    }
+    let model_id = target_path.file_stem().map_or_else(
+        || "pipespec".to_string(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    let engine = Engine::new(model_id, levels, target.tokenizer.clone(), capacity, pool)
+        .context("preparing the chain")?;
+    // A request that names no strategy must be able to run the default.
+    engine
+        .check_strategy(strategy)
+        .with_context(|| format!("--strategy {strategy} with this chain"))?;
+    let mut config = ServerConfig::new(SocketAddr::new(host, args.port), strategy, args.window);
+    config.max_concurrent = args.max_concurrent;
+    config.queue_capacity = args.queue;
+    pipespec_server::run_until_signal(engine, config, |ready| {
+        eprintln!(
+            "[pipespec] serving {} with {strategy} on http://{} | {} slots (KV cache {:.1} MiB each at {} positions) | queue {}",
+            target_path.display(),
+            ready.address,
+            ready.slots,
+            ready.slot_cache_bytes as f64 / (1 << 20) as f64,
+            ready.context_size,
+            ready.queue_capacity,
+        );
+    })
+    .context("serving")?;
+    eprintln!("[pipespec] drained; bye");
+    Ok(())
+}
