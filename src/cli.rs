@@ -25,8 +25,12 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// Print a model's architecture, sizes, tensor types and tokenizer facts.
     Info(InfoArgs),
+    /// Print the paper's analytical predictions (rho_i, E[N_i], speedups) for acceptance rates and windows.
+    Predict(PredictArgs),
     /// Write a copy of a GGUF model with its weights re-encoded in another tensor type.
     Convert(ConvertArgs),
+    /// Serve an OpenAI-compatible HTTP API (completions, chat, streaming, metrics).
+    Serve(ServeArgs),
 }
 
 /// Flags shared by every command that loads a model.
@@ -58,9 +62,13 @@ pub struct GenerateArgs {
     /// Seed of the sampler (ChaCha20).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Compute threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    /// Compute threads: one number (default: all cores), or one per model level for pipespec,
+    /// e.g. `1,1` (without it pipespec splits the cores among the model levels; ngram needs none).
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// pipespec: the most tokens a level may run ahead of the next level.
+    #[arg(long, default_value_t = pipespec_decode::DEFAULT_RUN_AHEAD)]
+    pub run_ahead: usize,
     /// KV cache positions (default: the smaller of the model's context and 4096).
     #[arg(long)]
     pub ctx_size: Option<usize>,
@@ -74,7 +82,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     /// Decoding strategy: ar (target alone), sd (last two model levels), staged (every level,
-    /// synchronously), lookup (the ngram level, then the target).
+    /// synchronously), lookup (the ngram level, then the target), pipespec (every level, each on
+    /// its own thread, asynchronously).
     #[arg(long, value_enum, default_value_t = StrategyArg::Ar)]
     pub strategy: StrategyArg,
     /// Levels, smallest first, the target last: GGUF files or `ngram` (prompt lookup), comma
@@ -99,6 +108,7 @@ pub enum StrategyArg {
     Sd,
     Staged,
     Lookup,
+    Pipespec,
 }
 
 impl From<StrategyArg> for pipespec_decode::Strategy {
@@ -108,6 +118,7 @@ impl From<StrategyArg> for pipespec_decode::Strategy {
             StrategyArg::Sd => pipespec_decode::Strategy::Sd,
             StrategyArg::Staged => pipespec_decode::Strategy::Staged,
             StrategyArg::Lookup => pipespec_decode::Strategy::Lookup,
+            StrategyArg::Pipespec => pipespec_decode::Strategy::Pipespec,
         }
     }
 }
@@ -137,4 +148,59 @@ pub struct ConvertArgs {
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Per-token acceptance rate of each verifying stage (one value, or one per stage).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub alpha: Vec<f64>,
+    /// Verification window of each stage (one value, or one per stage).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub gamma: Vec<usize>,
+    /// Draft time per token / target time per token (C = 1/c): adds the SD speedup.
+    #[arg(long)]
+    pub cost_ratio: Option<f64>,
+    /// Models in the chain (stages = levels - 1); scalar --alpha/--gamma apply to every stage.
+    #[arg(long)]
+    pub levels: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Levels, smallest first, the target last: GGUF files or `ngram`, comma separated.
+    /// Takes precedence over --model.
+    #[arg(long, value_delimiter = ',')]
+    pub chain: Vec<String>,
+    /// Strategy of requests that name none; a request may pick any the chain can run.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Ar)]
+    pub strategy: StrategyArg,
+    /// Tokens drafted per verification, for requests that give no `window`.
+    #[arg(long, default_value_t = pipespec_decode::DEFAULT_WINDOW)]
+    pub window: usize,
+    /// Shortest suffix the ngram level matches.
+    #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MIN)]
+    pub ngram_min: usize,
+    /// Longest suffix the ngram level matches (tried first).
+    #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MAX)]
+    pub ngram_max: usize,
+    /// Compute threads, one pool shared by every slot (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// KV cache positions per level per slot (default: the smaller of the model's context and 4096).
+    #[arg(long)]
+    pub ctx_size: Option<usize>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Generations in flight at once, each with its own KV caches.
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent: usize,
+    /// Requests that may wait for a slot; more are refused with 429.
+    #[arg(long, default_value_t = pipespec_server::config::DEFAULT_QUEUE)]
+    pub queue: usize,
 }

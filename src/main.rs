@@ -16,7 +16,9 @@ fn main() {
         }),
         cli::Command::Tokenize(args) => commands::tokenize::run(args),
         cli::Command::Info(args) => commands::info::run(args),
+        cli::Command::Predict(args) => commands::predict::run(args),
         cli::Command::Convert(args) => commands::convert::run(args),
+        cli::Command::Serve(args) => commands::serve::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

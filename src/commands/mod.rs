@@ -3,4 +3,6 @@
 pub mod convert;
 pub mod generate;
 pub mod info;
+pub mod predict;
+pub mod serve;
 pub mod tokenize;

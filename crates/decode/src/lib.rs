@@ -1,10 +1,12 @@
 //! Sampling, verification and decoding strategies over the models of `pipespec-model`.
 
+pub mod analytic;
 pub mod error;
 pub mod generate;
 pub mod level;
 pub mod metrics;
 pub mod ngram;
+pub mod pipeline;
 pub mod sampling;
 pub mod strategy;
 pub mod verify;
@@ -15,5 +17,7 @@ pub use level::{Drafts, Level, ModelLevel};
 pub use metrics::{LevelMetrics, LevelReport};
 pub use ngram::NgramLevel;
 pub use sampling::{Sampler, SamplingParams};
-pub use strategy::{SpeculationConfig, Strategy, StrategyOutput, DEFAULT_WINDOW};
+pub use strategy::{
+    DelayHook, SpeculationConfig, Strategy, StrategyOutput, DEFAULT_RUN_AHEAD, DEFAULT_WINDOW,
+};
 pub use verify::{verify_greedy, verify_sampling, Verdict};
