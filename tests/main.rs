@@ -2,5 +2,6 @@
 
 mod cli_errors;
 mod cli_generate;
+mod cli_serve;
 mod golden;
 mod util;
