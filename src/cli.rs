@@ -90,9 +90,9 @@ pub struct GenerateArgs {
     /// separated, e.g. `ngram,draft.gguf,target.gguf`. Takes precedence over --model.
     #[arg(long, value_delimiter = ',')]
     pub chain: Vec<String>,
-    /// Tokens drafted per verification (each level's lead over the next).
-    #[arg(long, default_value_t = pipespec_decode::DEFAULT_WINDOW)]
-    pub window: usize,
+    /// Tokens drafted per verification (each level's lead over the next) [default: 3 for lookup, 6 otherwise]
+    #[arg(long)]
+    pub window: Option<usize>,
     /// Shortest suffix the ngram level matches.
     #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MIN)]
     pub ngram_min: usize,

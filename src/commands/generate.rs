@@ -21,7 +21,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let strategy = Strategy::from(args.strategy);
     let speculation = SpeculationConfig {
         run_ahead: args.run_ahead,
-        ..SpeculationConfig::with_window(args.window)
+        ..SpeculationConfig::with_window(args.window.unwrap_or(strategy.default_window()))
     };
     speculation.validate().context("--window/--run-ahead")?;
     let prompt = match &args.prompt {
