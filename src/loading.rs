@@ -205,7 +205,8 @@ pub fn load_chain_with_pools(
 }
 
 /// A level's label: its file name.
-fn level_name(path: &Path) -> String {
+/// A level's display name: its file name.
+pub fn level_name(path: &Path) -> String {
     path.file_name().map_or_else(
         || path.display().to_string(),
         |name| name.to_string_lossy().into_owned(),
@@ -213,7 +214,7 @@ fn level_name(path: &Path) -> String {
 }
 
 /// Drafts are checked token id by token id, so every level must read ids the same way.
-fn check_same_tokenizer(
+pub fn check_same_tokenizer(
     tokenizer: &Tokenizer,
     path: &Path,
     target: &Tokenizer,

@@ -113,7 +113,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             "strategy": strategy.as_str(),
             "window": speculation.window,
             "run_ahead": speculation.run_ahead,
-            "levels": output.levels.iter().map(level_json).collect::<Vec<_>>(),
+            "levels": output.levels.iter().map(LevelReport::to_json).collect::<Vec<_>>(),
         });
         writeln!(stdout, "{value}")?;
     } else {
@@ -123,25 +123,6 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     stdout.flush()?;
     print_summary(strategy, &output);
     Ok(())
-}
-
-fn level_json(level: &LevelReport) -> serde_json::Value {
-    let m = &level.metrics;
-    json!({
-        "name": level.name,
-        "n_drafted": m.n_drafted,
-        "n_accepted": m.n_accepted,
-        "acceptance_rate": m.acceptance_rate(),
-        "n_verifications": m.n_verifications,
-        "mean_accepted_per_verification": m.mean_accepted_per_verification(),
-        "forward_passes": m.forward_passes,
-        "prefill_s": m.prefill_s,
-        "decode_s": m.decode_s,
-        "busy_s": m.busy_s,
-        "idle_s": m.idle_s,
-        "rollbacks_received": m.rollbacks_received,
-        "rollbacks_sent": m.rollbacks_sent,
-    })
 }
 
 fn print_summary(strategy: Strategy, output: &StrategyOutput) {

@@ -46,21 +46,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
                     target.model.clone()
                 } else {
                     let level = loading::load(path)?;
-                    // Drafts are checked id by id: every level must read ids the same way.
-                    if level.tokenizer.tokens() != target.tokenizer.tokens() {
-                        bail!(
-                            "{} and {} have different tokenizers: every level of a chain must share the target's tokenizer",
-                            path.display(),
-                            target_path.display()
-                        );
-                    }
+                    loading::check_same_tokenizer(
+                        &level.tokenizer,
+                        path,
+                        &target.tokenizer,
+                        &target_path,
+                    )?;
                     level.model
                 };
                 levels.push(LevelSpec::Model {
-                    name: path.file_name().map_or_else(
-                        || path.display().to_string(),
-                        |name| name.to_string_lossy().into_owned(),
-                    ),
+                    name: loading::level_name(path),
                     model,
                 });
             }

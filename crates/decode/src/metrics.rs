@@ -70,3 +70,25 @@ pub struct LevelReport {
     pub name: String,
     pub metrics: LevelMetrics,
 }
+
+impl LevelReport {
+    /// The level's counters as the JSON object that `generate --json` and the server print.
+    pub fn to_json(&self) -> serde_json::Value {
+        let m = &self.metrics;
+        serde_json::json!({
+            "name": self.name,
+            "n_drafted": m.n_drafted,
+            "n_accepted": m.n_accepted,
+            "acceptance_rate": m.acceptance_rate(),
+            "n_verifications": m.n_verifications,
+            "mean_accepted_per_verification": m.mean_accepted_per_verification(),
+            "forward_passes": m.forward_passes,
+            "prefill_s": m.prefill_s,
+            "decode_s": m.decode_s,
+            "busy_s": m.busy_s,
+            "idle_s": m.idle_s,
+            "rollbacks_received": m.rollbacks_received,
+            "rollbacks_sent": m.rollbacks_sent,
+        })
+    }
+}

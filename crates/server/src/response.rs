@@ -117,22 +117,7 @@ pub fn usage(summary: &Summary) -> Value {
             "queue_s": summary.queue_s,
             "ttft_s": summary.ttft_s,
             "wall_s": summary.wall_s,
-            "levels": summary.levels.iter().map(level).collect::<Vec<_>>(),
+            "levels": summary.levels.iter().map(LevelReport::to_json).collect::<Vec<_>>(),
         },
-    })
-}
-
-fn level(level: &LevelReport) -> Value {
-    let m = &level.metrics;
-    json!({
-        "name": level.name,
-        "n_drafted": m.n_drafted,
-        "n_accepted": m.n_accepted,
-        "acceptance_rate": m.acceptance_rate(),
-        "n_verifications": m.n_verifications,
-        "mean_accepted_per_verification": m.mean_accepted_per_verification(),
-        "forward_passes": m.forward_passes,
-        "prefill_s": m.prefill_s,
-        "decode_s": m.decode_s,
     })
 }
