@@ -35,6 +35,16 @@ fn slow_drafters(level: usize, step: usize) -> Duration {
     }
 }
 
+/// A 2 ms pause in every step of the levels below the drafter, so that the drafter is sure to
+/// get ahead and be verified even when the test threads crowd the cores.
+fn slow_verifiers(level: usize, _step: usize) -> Duration {
+    if level > 0 {
+        Duration::from_millis(2)
+    } else {
+        Duration::ZERO
+    }
+}
+
 fn speculation(
     window: usize,
     run_ahead: usize,
@@ -362,7 +372,7 @@ fn per_level_metrics_describe_the_run() {
         &mut chain(&levels),
         &prompt,
         &generation,
-        &speculation(4, 8, None),
+        &speculation(4, 8, Some(slow_verifiers)),
     );
     let wall = output.generation.wall_s;
     let (drafter, target) = (&output.levels[0].metrics, &output.levels[1].metrics);

