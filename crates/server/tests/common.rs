@@ -56,6 +56,24 @@ pub fn synthetic(max_concurrent: usize, queue: usize) -> TestServer {
     server
 }
 
+/// A server over a wider synthetic model (about a millisecond a token), for tests whose first
+/// request must still be running when the next ones arrive.
+pub fn slow_synthetic(max_concurrent: usize, queue: usize) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.gguf");
+    let mut spec = SyntheticSpec::tiny(8);
+    spec.hidden_size = 512;
+    spec.intermediate_size = 1536;
+    spec.head_count = 8;
+    spec.kv_head_count = 4;
+    spec.layer_count = 6;
+    spec.context_length = 512;
+    spec.write(&path).unwrap();
+    let mut server = start(&path, 512, max_concurrent, queue);
+    server._dir = Some(dir);
+    server
+}
+
 /// A server over the model at `path`, `capacity` positions per slot.
 pub fn start(path: &Path, capacity: usize, max_concurrent: usize, queue: usize) -> TestServer {
     let model = Model::load(path).unwrap();

@@ -62,8 +62,10 @@ fn a_disconnect_frees_the_slot() {
 
 #[test]
 fn a_full_queue_answers_429() {
-    let server = common::synthetic(1, 1);
-    let long = r#"{"prompt": "go on", "max_tokens": 250, "temperature": 0, "ignore_eos": true, "stream": true}"#;
+    // The wide model takes about a millisecond a token: the first stream (400 tokens) is still
+    // generating when the other two requests arrive.
+    let server = common::slow_synthetic(1, 1);
+    let long = r#"{"prompt": "go on", "max_tokens": 400, "temperature": 0, "ignore_eos": true, "stream": true}"#;
     // The first stream holds the only slot (it has produced a chunk, so it left the queue).
     let mut running = server.open_stream("/v1/completions", long);
     let mut line = String::new();
