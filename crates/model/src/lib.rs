@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 pub mod gguf;
 pub mod gguf_writer;
+pub mod home;
 pub mod kernels;
 pub mod model;
 pub mod ops;

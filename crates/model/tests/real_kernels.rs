@@ -7,13 +7,8 @@ use pipespec_model::kernels::{self, MatrixRef};
 use rand::{Rng, SeedableRng};
 
 fn default_model() -> PathBuf {
-    let home = std::env::var_os("PIPESPEC_HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/pipespec")
-        });
-    let path = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path =
+        pipespec_model::home::default_model_path().expect("neither PIPESPEC_HOME nor HOME is set");
     assert!(
         path.exists(),
         "{} is missing: run `pipespec fetch` first",

@@ -12,11 +12,7 @@ mod tokenizer {
 
     /// `$PIPESPEC_HOME`, or `$HOME/.cache/pipespec`.
     fn pipespec_home() -> PathBuf {
-        if let Some(home) = std::env::var_os("PIPESPEC_HOME") {
-            return PathBuf::from(home);
-        }
-        let home = std::env::var_os("HOME").expect("neither PIPESPEC_HOME nor HOME is set");
-        PathBuf::from(home).join(".cache").join("pipespec")
+        pipespec_model::home::pipespec_home().expect("neither PIPESPEC_HOME nor HOME is set")
     }
 
     /// The path, which must exist: missing test data is a failure, not a skip.

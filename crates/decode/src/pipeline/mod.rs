@@ -15,10 +15,10 @@ mod stage;
 use std::time::Instant;
 
 use crate::error::{DecodeError, Result};
-use crate::generate::{token_budget, GenerationConfig};
+use crate::generate::GenerationConfig;
 use crate::level::Level;
 use crate::strategy::commit::Committed;
-use crate::strategy::{check_verifier, report, SpeculationConfig, StrategyOutput};
+use crate::strategy::{prepare_chain, report, SpeculationConfig, StrategyOutput};
 
 use shared::{Shared, StopOnDrop};
 use stage::{Stage, StageConfig, StageStats};
@@ -32,18 +32,7 @@ pub fn generate(
     speculation: &SpeculationConfig,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<StrategyOutput> {
-    config.sampling.validate()?;
-    speculation.validate()?;
-    let vocab = check_chain(chain)?;
-    let capacity = chain
-        .iter()
-        .filter_map(|l| l.capacity())
-        .min()
-        .unwrap_or(usize::MAX);
-    let budget = token_budget(prompt, capacity, config.max_tokens)?;
-    for level in chain.iter_mut() {
-        *level.metrics_mut() = Default::default();
-    }
+    let (vocab, budget) = prepare_chain(chain, prompt, config, speculation)?;
     let start = Instant::now();
     let mut committed = Committed::new(config, budget, start);
     let mut prefill_s = 0.0;
@@ -168,35 +157,4 @@ fn record(chain: &mut [Box<dyn Level>], index: usize, stats: &StageStats) {
         upstream.n_accepted += stats.upstream_accepted;
         upstream.n_verifications += stats.upstream_verifications;
     }
-}
-
-/// Every level above the first must verify, and all levels share one vocabulary; returns it.
-fn check_chain(chain: &[Box<dyn Level>]) -> Result<usize> {
-    if chain.len() < 2 {
-        return Err(DecodeError::InvalidParameter {
-            name: "chain",
-            bounds: "at least two levels (drafter(s), then the target)",
-            value: format!("{} level(s)", chain.len()),
-        });
-    }
-    for level in &chain[1..] {
-        check_verifier(&**level)?;
-    }
-    let sizes: Vec<(&str, usize)> = chain
-        .iter()
-        .filter_map(|level| Some((level.name(), level.vocab_size()?)))
-        .collect();
-    let &(target_name, vocab) = sizes.last().ok_or(DecodeError::InvalidParameter {
-        name: "chain",
-        bounds: "a target with logits",
-        value: "none".into(),
-    })?;
-    if let Some((name, size)) = sizes.iter().find(|(_, size)| *size != vocab) {
-        return Err(DecodeError::InvalidParameter {
-            name: "chain",
-            bounds: "levels with the same vocabulary",
-            value: format!("{name} has {size} tokens, {target_name} {vocab}"),
-        });
-    }
-    Ok(vocab)
 }

@@ -9,12 +9,12 @@
 
 use std::time::Instant;
 
-use crate::error::{DecodeError, Result};
-use crate::generate::{token_budget, GenerationConfig};
+use crate::error::Result;
+use crate::generate::GenerationConfig;
 use crate::level::{Drafts, Level};
 use crate::sampling::Sampler;
 use crate::strategy::commit::Committed;
-use crate::strategy::{check_verifier, report, SpeculationConfig, StrategyOutput};
+use crate::strategy::{prepare_chain, report, SpeculationConfig, StrategyOutput};
 use crate::verify::{verify_greedy, warp_rows, Verdict};
 
 /// Runs every level of `levels` (smallest first, target last) as one synchronous hierarchy.
@@ -25,18 +25,7 @@ pub fn generate(
     speculation: &SpeculationConfig,
     on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<StrategyOutput> {
-    config.sampling.validate()?;
-    speculation.validate()?;
-    let vocab = check_chain(levels)?;
-    let capacity = levels
-        .iter()
-        .filter_map(|l| l.capacity())
-        .min()
-        .unwrap_or(usize::MAX);
-    let budget = token_budget(prompt, capacity, config.max_tokens)?;
-    for level in levels.iter_mut() {
-        *level.metrics_mut() = Default::default();
-    }
+    let (vocab, budget) = prepare_chain(levels, prompt, config, speculation)?;
     let mut state = State {
         sampler: Sampler::new(config.seed),
         vocab,
@@ -73,51 +62,6 @@ pub fn generate(
     Ok(StrategyOutput {
         generation: committed.into_output(prompt.len(), prefill_s),
         levels: levels.iter().map(|level| report(&**level)).collect(),
-    })
-}
-
-/// Checks that every level above the first can verify and that their vocabularies agree;
-/// returns the vocabulary size.
-fn check_chain(levels: &[&mut dyn Level]) -> Result<usize> {
-    if levels.len() < 2 {
-        return Err(DecodeError::InvalidParameter {
-            name: "chain",
-            bounds: "at least two levels (drafter(s), then the target)",
-            value: format!("{} level(s)", levels.len()),
-        });
-    }
-    let mut vocab = None;
-    for level in &levels[1..] {
-        check_verifier(&**level)?;
-        let size = level.vocab_size();
-        if vocab.is_some() && size != vocab {
-            return Err(DecodeError::InvalidParameter {
-                name: "chain",
-                bounds: "levels with the same vocabulary",
-                value: format!(
-                    "{} has {size:?} tokens, the level below {vocab:?}",
-                    level.name()
-                ),
-            });
-        }
-        vocab = size;
-    }
-    if let (Some(size), true) = (levels[0].vocab_size(), vocab.is_some()) {
-        if Some(size) != vocab {
-            return Err(DecodeError::InvalidParameter {
-                name: "chain",
-                bounds: "levels with the same vocabulary",
-                value: format!(
-                    "{} has {size} tokens, the target {vocab:?}",
-                    levels[0].name()
-                ),
-            });
-        }
-    }
-    vocab.ok_or(DecodeError::InvalidParameter {
-        name: "chain",
-        bounds: "a target with logits",
-        value: "none".into(),
     })
 }
 
