@@ -1,5 +1,6 @@
 //! The one trait strategies see of a chain level, the drafts a level proposes, and the model level that wraps a `Session`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use pipespec_model::Session;
@@ -101,6 +102,14 @@ pub trait Level: Send {
     fn metrics(&self) -> &LevelMetrics;
 
     fn metrics_mut(&mut self) -> &mut LevelMetrics;
+
+    /// `pipespec`: whether this level was given a wider pool to borrow the cores of idle levels.
+    fn can_borrow_cores(&self) -> bool {
+        false
+    }
+
+    /// `pipespec`: runs the next passes on the wider pool (`true`) or on the level's own.
+    fn borrow_cores(&mut self, _borrow: bool) {}
 }
 
 /// Which counter a forward pass's time goes to.
@@ -122,6 +131,14 @@ pub struct ModelLevel {
     probabilities: Vec<f32>,
     sequence: Vec<u32>,
     metrics: LevelMetrics,
+    /// The level's own pool and a wider one it may borrow (`pipespec`'s core lending).
+    pools: Option<LendingPools>,
+}
+
+struct LendingPools {
+    own: Arc<rayon::ThreadPool>,
+    wide: Arc<rayon::ThreadPool>,
+    borrowing: bool,
 }
 
 impl ModelLevel {
@@ -134,7 +151,19 @@ impl ModelLevel {
             probabilities: Vec::new(),
             sequence: Vec::new(),
             metrics: LevelMetrics::default(),
+            pools: None,
         }
+    }
+
+    /// Lets the level run on `wide` (its own cores and those of other levels) when a
+    /// pipeline says the other levels are idle.
+    pub fn with_borrowable_pool(mut self, wide: Arc<rayon::ThreadPool>) -> ModelLevel {
+        self.pools = Some(LendingPools {
+            own: self.session.pool().clone(),
+            wide,
+            borrowing: false,
+        });
+        self
     }
 
     pub fn session(&self) -> &Session {
@@ -260,5 +289,19 @@ impl Level for ModelLevel {
 
     fn metrics_mut(&mut self) -> &mut LevelMetrics {
         &mut self.metrics
+    }
+
+    fn can_borrow_cores(&self) -> bool {
+        self.pools.is_some()
+    }
+
+    fn borrow_cores(&mut self, borrow: bool) {
+        if let Some(pools) = &mut self.pools {
+            if pools.borrowing != borrow {
+                pools.borrowing = borrow;
+                let pool = if borrow { &pools.wide } else { &pools.own };
+                self.session.set_pool(pool.clone());
+            }
+        }
     }
 }

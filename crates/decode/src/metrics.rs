@@ -24,6 +24,8 @@ pub struct LevelMetrics {
     pub rollbacks_received: usize,
     /// `pipespec`: verifications of this level that rejected a token of the level above.
     pub rollbacks_sent: usize,
+    /// `pipespec`: passes this level ran on cores borrowed from idle levels.
+    pub borrowed_passes: usize,
 }
 
 impl LevelMetrics {
@@ -44,6 +46,21 @@ impl LevelMetrics {
         } else {
             0.0
         }
+    }
+
+    /// Adds every counter of `other` (e.g. to total a benchmark's runs).
+    pub fn accumulate(&mut self, other: &LevelMetrics) {
+        self.n_drafted += other.n_drafted;
+        self.n_accepted += other.n_accepted;
+        self.n_verifications += other.n_verifications;
+        self.forward_passes += other.forward_passes;
+        self.prefill_s += other.prefill_s;
+        self.decode_s += other.decode_s;
+        self.busy_s += other.busy_s;
+        self.idle_s += other.idle_s;
+        self.rollbacks_received += other.rollbacks_received;
+        self.rollbacks_sent += other.rollbacks_sent;
+        self.borrowed_passes += other.borrowed_passes;
     }
 
     /// Records one verification of `drafted` tokens of which `accepted` passed.
@@ -89,6 +106,7 @@ impl LevelReport {
             "idle_s": m.idle_s,
             "rollbacks_received": m.rollbacks_received,
             "rollbacks_sent": m.rollbacks_sent,
+            "borrowed_passes": m.borrowed_passes,
         })
     }
 }

@@ -83,13 +83,36 @@ pub fn session(model: &Arc<Model>) -> Session {
 
 /// Fresh levels (empty caches, zero counters) for a chain.
 pub fn chain(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
+    build_chain(levels, None)
+}
+
+/// `chain`, with the first model level allowed to borrow a 2-thread pool (pipespec's core
+/// lending).
+pub fn chain_lending(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
+    let wide = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a 2-thread pool");
+    build_chain(levels, Some(Arc::new(wide)))
+}
+
+fn build_chain(levels: &[LevelSpec], wide: Option<Arc<rayon::ThreadPool>>) -> Vec<Box<dyn Level>> {
+    let first_model = levels
+        .iter()
+        .position(|level| matches!(level, LevelSpec::Model(_)));
     levels
         .iter()
         .enumerate()
         .map(|(i, level)| -> Box<dyn Level> {
             match level {
                 LevelSpec::Model(model) => {
-                    Box::new(ModelLevel::new(format!("level{i}"), session(model)))
+                    let level = ModelLevel::new(format!("level{i}"), session(model));
+                    match &wide {
+                        Some(wide) if Some(i) == first_model => {
+                            Box::new(level.with_borrowable_pool(wide.clone()))
+                        }
+                        _ => Box::new(level),
+                    }
                 }
                 LevelSpec::Ngram => Box::new(NgramLevel::default()),
             }

@@ -15,7 +15,9 @@ use pipespec_decode::{
 };
 use pipespec_model::Model;
 
-use crate::common::{chain, config, random_tokens, reference, spec, LevelSpec, Models};
+use crate::common::{
+    chain, chain_lending, config, random_tokens, reference, spec, LevelSpec, Models,
+};
 
 /// A pseudo-random pause of 0 to ~300 µs, from the level and step alone (a fn pointer: no state).
 fn jitter(level: usize, step: usize) -> Duration {
@@ -121,13 +123,23 @@ fn greedy_output_equals_ar_under_many_interleavings() {
             .enumerate()
         {
             let run_ahead = [1, 3, 8, 16][(case + variant) % 4];
-            let speculation = speculation(window, run_ahead, delay);
-            let output = pipespec(&mut chain(&levels), &prompt, &generation, &speculation);
+            let speculation = SpeculationConfig {
+                fill_window: (case + variant) % 3 == 0,
+                ..speculation(window, run_ahead, delay)
+            };
+            // Filling verifiers park, so the drafter borrows their cores.
+            let mut levels_now = if speculation.fill_window {
+                chain_lending(&levels)
+            } else {
+                chain(&levels)
+            };
+            let output = pipespec(&mut levels_now, &prompt, &generation, &speculation);
             assert_eq!(
                 (output.generation.tokens, output.generation.finish_reason),
                 (expected.tokens.clone(), expected.finish_reason),
-                "case {case} ({} levels, window {window}, run-ahead {run_ahead}, delay {variant})",
-                levels.len()
+                "case {case} ({} levels, window {window}, run-ahead {run_ahead}, delay {variant}, fill {})",
+                levels.len(),
+                speculation.fill_window
             );
             runs += 1;
             delayed += usize::from(delay.is_some());
@@ -191,6 +203,39 @@ fn a_run_ahead_bound_limits_wasted_drafts() {
     assert!(
         drafter.forward_passes <= target.forward_passes + drafter.rollbacks_received + 2,
         "{drafter:?} vs {target:?}"
+    );
+}
+
+#[test]
+fn a_filling_verifier_checks_full_windows() {
+    // An identical drafter is never wrong and never parks before the budget (run-ahead 16 >
+    // window 4): with `fill_window` every verification but the last waits for 4 drafts, even
+    // though the drafter is slowed down and the target would otherwise find one or two.
+    let mut models = Models::new();
+    let target = models.load(&spec(13, 64, 32, 1));
+    let levels = [
+        LevelSpec::Model(target.clone()),
+        LevelSpec::Model(target.clone()),
+    ];
+    let prompt = random_tokens(6, 5, 64);
+    let generation = config(41, SamplingParams::greedy(), 0, Vec::new());
+    let expected = reference(&target, &prompt, &generation).tokens;
+    let fill = SpeculationConfig {
+        fill_window: true,
+        ..speculation(4, 16, Some(slow_drafters))
+    };
+    let output = pipespec(&mut chain_lending(&levels), &prompt, &generation, &fill);
+    assert_eq!(output.generation.tokens, expected);
+    let drafter = &output.levels[0].metrics;
+    // While the target waited, the drafter ran on its cores.
+    assert!(drafter.borrowed_passes > 0, "{drafter:?}");
+    assert_eq!(output.levels[1].metrics.borrowed_passes, 0);
+    // 40 tokens after the first: 8 verifications of 4 drafts commit 5 each.
+    assert_eq!(drafter.n_accepted, drafter.n_drafted);
+    assert_eq!(
+        (drafter.n_drafted, drafter.n_verifications),
+        (32, 8),
+        "{drafter:?}"
     );
 }
 

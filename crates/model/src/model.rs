@@ -129,6 +129,17 @@ impl Session {
         &self.model
     }
 
+    /// The pool later passes run on.
+    pub fn pool(&self) -> &Arc<rayon::ThreadPool> {
+        &self.pool
+    }
+
+    /// Runs later passes on `pool` (say a wider one while other work sleeps). Results are
+    /// bit-identical whatever the pool: every output element is computed the same way.
+    pub fn set_pool(&mut self, pool: Arc<rayon::ThreadPool>) {
+        self.pool = pool;
+    }
+
     /// Positions held in the cache.
     pub fn len(&self) -> usize {
         self.cache.len()

@@ -8,6 +8,12 @@
 //! counts them. A level never runs more than `run_ahead` tokens ahead of the next. Stages share
 //! one mutex-guarded board, held only to plan and publish, never across a forward pass; an idle
 //! stage parks on a condition variable.
+//!
+//! Core lending (`SpeculationConfig::fill_window` with a level that `can_borrow_cores`): a
+//! verifier waits for a full window while the level above is still drafting, and the drafting
+//! level runs on the cores of every level after it while they are all parked, on its own
+//! cores otherwise. Verification passes cost about the same for 2 rows as for 7, so fewer, fuller
+//! ones leave the drafter more time on all the cores.
 
 mod shared;
 mod stage;
@@ -45,6 +51,7 @@ pub fn generate(
             sampling: config.sampling,
             verifier: speculation.sampling_verifier,
             delay: speculation.delay,
+            fill_window: speculation.fill_window,
             vocab,
             target: chain.len() - 1,
         };
@@ -151,6 +158,7 @@ fn record(chain: &mut [Box<dyn Level>], index: usize, stats: &StageStats) {
     metrics.idle_s += stats.idle_s;
     metrics.rollbacks_received += stats.rollbacks_received;
     metrics.rollbacks_sent += stats.rollbacks_sent;
+    metrics.borrowed_passes += stats.borrowed_passes;
     if index > 0 {
         let upstream = chain[index - 1].metrics_mut();
         upstream.n_drafted += stats.upstream_drafted;

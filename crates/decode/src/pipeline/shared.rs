@@ -77,6 +77,9 @@ pub(crate) struct Board {
     /// One track per level, smallest first; the last is the committed output.
     pub tracks: Vec<Track>,
     pub stop: bool,
+    /// Per level: whether its stage is parked, waiting for a change before it can do anything.
+    /// A verifier that waits for a full window of drafts stops waiting once its drafter parks.
+    pub parked: Vec<bool>,
     /// Bumped on every change: a parked stage waits for it to move.
     pub version: u64,
 }
@@ -92,6 +95,7 @@ impl Shared {
             board: Mutex::new(Board {
                 tracks: (0..levels).map(|_| Track::default()).collect(),
                 stop: false,
+                parked: vec![false; levels],
                 version: 0,
             }),
             changed: Condvar::new(),

@@ -20,6 +20,8 @@ pub(crate) struct StageConfig<'a> {
     pub sampling: SamplingParams,
     pub verifier: SamplingVerifier,
     pub delay: Option<DelayHook>,
+    /// Verifiers wait for a full window while the level above is still drafting.
+    pub fill_window: bool,
     pub vocab: usize,
     /// The index of the target (the last level).
     pub target: usize,
@@ -36,6 +38,8 @@ pub(crate) struct StageStats {
     pub upstream_verifications: usize,
     pub rollbacks_received: usize,
     pub rollbacks_sent: usize,
+    /// Passes run on cores borrowed from idle levels.
+    pub borrowed_passes: usize,
 }
 
 /// The work a plan hands to the compute step.
@@ -66,6 +70,9 @@ pub(crate) struct Stage<'a> {
     planned_version: u64,
     /// Set when the drafter had nothing to propose at this version: wait for a change.
     starved_at: Option<u64>,
+    /// Whether the next pass may use the cores of the levels after this one (all parked at
+    /// the plan).
+    borrow: bool,
     step: usize,
     pub stats: StageStats,
 }
@@ -93,6 +100,7 @@ impl<'a> Stage<'a> {
             new_rows: Vec::new(),
             planned_version: 0,
             starved_at: None,
+            borrow: false,
             step: 0,
             stats: StageStats::default(),
         }
@@ -168,12 +176,20 @@ impl<'a> Stage<'a> {
                         } else {
                             limit.min(self.config.window)
                         };
+                        self.start_work(&mut board);
                         return Some(Work::Draft(count));
                     }
                 } else {
                     self.take_drafts(&board, limit - 1);
-                    return Some(Work::Verify);
+                    if !self.waits_for_more_drafts(&board, limit - 1) {
+                        self.start_work(&mut board);
+                        return Some(Work::Verify);
+                    }
                 }
+            }
+            if !board.parked[self.index] {
+                board.parked[self.index] = true;
+                shared.publish(&mut board);
             }
             let (guard, idle_s) = shared.wait(board);
             board = guard;
@@ -214,6 +230,29 @@ impl<'a> Stage<'a> {
             .min(self.config.run_ahead.saturating_sub(lead))
     }
 
+    /// Marks this stage busy, and decides whether its pass borrows the cores of the levels
+    /// after it (nearer the target): only when it can, every one of them is parked, and the
+    /// next one still lacks a full window (it is not about to wake and verify).
+    fn start_work(&mut self, board: &mut Board) {
+        board.parked[self.index] = false;
+        self.borrow = self.index < self.config.target
+            && self.level.can_borrow_cores()
+            && board.parked[self.index + 1..].iter().all(|&parked| parked)
+            && board.tracks[self.index].len()
+                < board.tracks[self.index + 1].len() + self.config.window;
+    }
+
+    /// With `fill_window`: whether to leave the drafts taken for now and wait for a full
+    /// window, because the level above is still drafting (not parked) and could add more.
+    fn waits_for_more_drafts(&self, board: &Board, most: usize) -> bool {
+        let own = board.tracks[self.index].len();
+        let first_target_step = self.index == self.config.target && own == 0;
+        self.config.fill_window
+            && !first_target_step
+            && self.drafts.len() < self.config.window.min(most)
+            && !board.parked[self.index - 1]
+    }
+
     /// Copies up to `most` of the upstream level's tokens that extend this level's track.
     fn take_drafts(&mut self, board: &Board, most: usize) {
         self.drafts.clear();
@@ -250,6 +289,8 @@ impl<'a> Stage<'a> {
         let start = Instant::now();
         self.new_tokens.clear();
         self.new_rows.clear();
+        self.level.borrow_cores(self.borrow);
+        self.stats.borrowed_passes += usize::from(self.borrow);
         let result = match work {
             Work::Draft(count) => self.draft(count),
             Work::Verify => self.verify(),

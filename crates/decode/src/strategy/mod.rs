@@ -54,6 +54,9 @@ pub struct SpeculationConfig {
     pub sampling_verifier: SamplingVerifier,
     /// `pipespec`: the most tokens a level may be ahead of the next level.
     pub run_ahead: usize,
+    /// `pipespec`: a verifier waits until the level above has drafted a full window (or
+    /// parked) instead of verifying whatever is there.
+    pub fill_window: bool,
     /// `pipespec`, tests only: a pause before each forward pass of each level.
     pub delay: Option<DelayHook>,
 }
@@ -64,6 +67,7 @@ impl Default for SpeculationConfig {
             window: DEFAULT_WINDOW,
             sampling_verifier: verify_sampling,
             run_ahead: DEFAULT_RUN_AHEAD,
+            fill_window: false,
             delay: None,
         }
     }
