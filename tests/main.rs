@@ -1,5 +1,6 @@
 //! The command line's integration tests, one binary (see ripgrep's layout).
 
+mod cli_bench;
 mod cli_errors;
 mod cli_generate;
 mod cli_serve;

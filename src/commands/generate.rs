@@ -19,7 +19,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     sampling.validate()?;
     let strategy = Strategy::from(args.strategy);
-    let speculation = SpeculationConfig {
+    let mut speculation = SpeculationConfig {
         run_ahead: args.run_ahead,
         ..SpeculationConfig::with_window(args.window.unwrap_or(strategy.default_window()))
     };
@@ -39,19 +39,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         // lookup means the n-gram drafter: add it rather than make the user spell it out.
         entries.insert(0, ChainEntry::Ngram);
     }
-    // pipespec runs the levels at once: each model level gets its own pool; the others share one.
-    let pools = if strategy == Strategy::Pipespec {
-        loading::level_pools(&entries, &args.threads)?
+    let ngram = (args.ngram_min, args.ngram_max);
+    let chain = if strategy == Strategy::Pipespec {
+        // Each model level gets its own pool; idle levels lend theirs unless counts are per level.
+        let loaded = loading::load_pipespec_chain(&entries, ngram, args.ctx_size, &args.threads)?;
+        speculation.fill_window = loaded.lends_cores;
+        loaded.chain
     } else {
         let total = (!args.threads.is_empty()).then(|| args.threads.iter().sum());
-        vec![loading::thread_pool(total)?; entries.len()]
+        let pools = vec![loading::thread_pool(total)?; entries.len()];
+        loading::load_chain_with_pools(&entries, ngram, args.ctx_size, &pools)?
     };
-    let chain = loading::load_chain_with_pools(
-        &entries,
-        (args.ngram_min, args.ngram_max),
-        args.ctx_size,
-        &pools,
-    )?;
     let mut levels = chain.levels;
     let loaded = chain.target;
     strategy

@@ -1,0 +1,374 @@
+//! `pipespec bench` end to end on a tiny synthetic two-level chain: every file written, results.json's schema, the report's tables, bad flags.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{run, stderr, tiny_model};
+
+/// Three prompts in two categories, one with two turns.
+fn prompt_file(dir: &Path) -> String {
+    let path = dir.join("prompts.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"question_id": 1, "category": "echo", "turns": ["say the the the the the the", "again"]}"#,
+            "\n",
+            r#"{"prompt": "abc abc abc abc", "category": "letters"}"#,
+            "\n",
+            r#"{"id": "x", "prompt": "the cat sat on the mat, the cat sat", "category": "echo"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn assert_keys(value: &Value, keys: &[&str], what: &str) {
+    for key in keys {
+        assert!(value.get(key).is_some(), "{what} lacks `{key}`: {value}");
+    }
+}
+
+#[test]
+fn bench_writes_results_report_and_plots_for_every_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let draft = tiny_model(dir.path(), 11);
+    let target = tiny_model(dir.path(), 12);
+    let chain = format!("{},{}", draft.display(), target.display());
+    let prompts = prompt_file(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap(); // an existing folder is fine
+    let output = run(
+        &[
+            "bench",
+            "--suite",
+            &prompts,
+            "--all-turns",
+            "--strategies",
+            "ar,sd,staged,lookup,pipespec",
+            "--chain",
+            &chain,
+            "--max-new-tokens",
+            "12",
+            "--ignore-eos",
+            "--threads",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    for file in [
+        "results.json",
+        "report.md",
+        "speedup_by_category.svg",
+        "acceptance_by_level.svg",
+        "predicted_vs_measured.svg",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    for svg in [
+        "speedup_by_category.svg",
+        "acceptance_by_level.svg",
+        "predicted_vs_measured.svg",
+    ] {
+        let text = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("</svg>"),
+            "{svg}: {text}"
+        );
+    }
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["schema_version"], 1);
+    assert_keys(
+        &results,
+        &["run", "strategies", "categories", "turns"],
+        "results",
+    );
+    assert_keys(
+        &results["run"],
+        &[
+            "suite",
+            "prompts",
+            "turns",
+            "chain",
+            "max_new_tokens",
+            "seed",
+            "cores",
+            "outputs_compared",
+        ],
+        "run",
+    );
+    assert_eq!(results["run"]["prompts"], 3);
+    assert_eq!(results["run"]["turns"], 4);
+
+    let strategies = results["strategies"].as_array().unwrap();
+    let names: Vec<&str> = strategies
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ar", "sd", "staged", "lookup", "pipespec"]);
+    for strategy in strategies {
+        assert_keys(
+            strategy,
+            &[
+                "levels",
+                "threads",
+                "window",
+                "calibration",
+                "summary",
+                "prediction",
+            ],
+            "strategy",
+        );
+        let summary = &strategy["summary"];
+        assert_keys(
+            summary,
+            &[
+                "turns",
+                "errors",
+                "mismatches",
+                "generated_tokens",
+                "ms_per_token",
+                "decode_tok_s",
+                "mean_ttft_s",
+                "speedup",
+                "decode_speedup",
+                "mean_accepted_length",
+                "rollbacks",
+                "levels",
+            ],
+            "summary",
+        );
+        assert_eq!(summary["turns"], 4, "{strategy}");
+        assert_eq!(summary["mismatches"], 0, "{strategy}");
+        assert_eq!(summary["generated_tokens"], 48);
+        assert!(summary["ms_per_token"].as_f64().unwrap() > 0.0);
+        for level in summary["levels"].as_array().unwrap() {
+            assert_keys(
+                level,
+                &[
+                    "name",
+                    "n_drafted",
+                    "n_accepted",
+                    "acceptance_rate",
+                    "mean_accepted_per_verification",
+                    "rollbacks_sent",
+                ],
+                "level",
+            );
+        }
+        let calibration = strategy["calibration"].as_array().unwrap();
+        assert_eq!(
+            calibration.len(),
+            strategy["levels"].as_array().unwrap().len()
+        );
+        assert_keys(
+            &calibration[0],
+            &["name", "threads", "step_s", "verify_s", "verify_rows"],
+            "calibration",
+        );
+        let prediction = &strategy["prediction"];
+        assert_keys(
+            prediction,
+            &[
+                "speedup",
+                "paper_speedup",
+                "measured_decode_speedup",
+                "error",
+                "off",
+                "stages",
+                "notes",
+            ],
+            "prediction",
+        );
+        assert!(prediction["notes"].is_array() && prediction["off"].is_boolean());
+    }
+    assert_eq!(strategies[0]["prediction"]["speedup"], 1.0);
+    assert_eq!(strategies[3]["levels"][0], "ngram");
+
+    let categories: Vec<&str> = results["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(categories, ["echo", "letters"]);
+    let turns = results["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 4);
+    // Round-robin: echo's first prompt (both turns), letters, then echo's second.
+    let order: Vec<(&str, u64)> = turns
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t["turn"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(order, [("1", 0), ("1", 1), ("2", 0), ("x", 0)]);
+    assert!(turns[1]["prompt_tokens"].as_u64() > turns[0]["prompt_tokens"].as_u64());
+    for turn in turns {
+        assert_keys(
+            turn,
+            &[
+                "prompt_index",
+                "id",
+                "category",
+                "turn",
+                "prompt_tokens",
+                "runs",
+            ],
+            "turn",
+        );
+        for run in turn["runs"].as_array().unwrap() {
+            assert_keys(
+                run,
+                &[
+                    "strategy",
+                    "status",
+                    "error",
+                    "mismatch",
+                    "generated_tokens",
+                    "finish_reason",
+                    "wall_s",
+                    "ttft_s",
+                    "decode_tok_s",
+                    "ms_per_token",
+                    "mean_accepted_length",
+                    "levels",
+                ],
+                "run",
+            );
+            assert_eq!(run["status"], "ok", "{run}");
+            assert_eq!(run["generated_tokens"], 12);
+        }
+    }
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for heading in [
+        "## Overall",
+        "| strategy | chain | ms/token |",
+        "## By category: ms/token (speedup over ar)",
+        "| echo |",
+        "| **overall** |",
+        "## Acceptance per level",
+        "## Predicted against measured",
+        "## Mismatches and errors",
+        "None: every strategy finished every turn with ar's output.",
+        "## Machine and settings",
+    ] {
+        assert!(
+            report.contains(heading),
+            "report.md lacks {heading:?}:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn bench_rejects_bad_flags_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), 13);
+    let model = model.to_str().unwrap();
+    let prompts = prompt_file(dir.path());
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    for (extra, expected) in [
+        (vec!["--strategies", "sd"], "sd"),
+        (vec!["--categories", "nope"], "no category \"nope\""),
+        (vec!["--limit", "0"], "--limit"),
+        (vec!["--window", "0"], "window"),
+        (vec!["--max-new-tokens", "0"], "--max-new-tokens"),
+    ] {
+        let mut args = vec!["bench", "--suite", &prompts, "--model", model, "--out", out];
+        args.extend(extra);
+        let output = run(&args, "");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let missing = run(
+        &[
+            "bench",
+            "--suite",
+            "/no/such.jsonl",
+            "--model",
+            model,
+            "--out",
+            out,
+        ],
+        "",
+    );
+    assert!(
+        stderr(&missing).contains("no such file"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn a_prompt_that_does_not_fit_is_an_error_of_its_own_and_the_bench_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), 14);
+    let prompts = dir.path().join("prompts.jsonl");
+    let long = "a long prompt ".repeat(20);
+    std::fs::write(
+        &prompts,
+        format!("{{\"prompt\": \"hi\"}}\n{{\"prompt\": \"{long}\"}}\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = run(
+        &[
+            "bench",
+            "--suite",
+            prompts.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--strategies",
+            "ar,lookup",
+            "--ctx-size",
+            "48",
+            "--max-new-tokens",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let statuses: Vec<Vec<&str>> = results["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|turn| {
+            turn["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|run| run["status"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(statuses, [["ok", "ok"], ["error", "error"]]);
+    let failed = &results["turns"][1]["runs"][0];
+    assert!(
+        failed["error"].is_string() && failed["wall_s"].is_null(),
+        "{failed}"
+    );
+    assert_eq!(results["strategies"][1]["summary"]["errors"], 1);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("prompt 1 (2, default, turn 1), ar: error:"),
+        "{report}"
+    );
+}
