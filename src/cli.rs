@@ -244,9 +244,10 @@ pub struct BenchArgs {
     /// Compute threads: one total (default: all cores), or one per model level for pipespec.
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
-    /// Tokens drafted per verification, for every strategy [default: 3 for lookup, 6 otherwise].
-    #[arg(long)]
-    pub window: Option<usize>,
+    /// Tokens drafted per verification: N for every strategy, STRATEGY=N for one, or both,
+    /// e.g. `6,pipespec=8` [default: 3 for lookup, 6 otherwise].
+    #[arg(long, value_delimiter = ',')]
+    pub window: Vec<String>,
     /// pipespec: the most tokens a level may run ahead of the next level.
     #[arg(long, default_value_t = pipespec_decode::DEFAULT_RUN_AHEAD)]
     pub run_ahead: usize,

@@ -24,6 +24,8 @@ pub struct BenchSettings {
     pub threads: Vec<usize>,
     /// Overrides each strategy's default window.
     pub window: Option<usize>,
+    /// Overrides `window` for one strategy.
+    pub strategy_windows: StrategyWindows,
     pub run_ahead: usize,
     pub ctx_size: Option<usize>,
     pub seed: u64,
@@ -49,6 +51,7 @@ impl BenchSettings {
             ..SamplingParams::greedy()
         };
         sampling.validate().context("--temperature")?;
+        let (window, strategy_windows) = windows(&args.window)?;
         let settings = BenchSettings {
             suite: Suite::parse(&args.suite)?,
             categories: args
@@ -63,7 +66,8 @@ impl BenchSettings {
             max_new_tokens: args.max_new_tokens,
             out: args.out,
             threads: args.threads,
-            window: args.window,
+            window,
+            strategy_windows,
             run_ahead: args.run_ahead,
             ctx_size: args.ctx_size,
             seed: args.seed,
@@ -80,11 +84,19 @@ impl BenchSettings {
         Ok(settings)
     }
 
-    /// How `strategy` speculates: `--window` or its own default window, `--run-ahead`.
+    /// How `strategy` speculates: its `--window` (`STRATEGY=N`, else `N`, else its own
+    /// default window), `--run-ahead`.
     pub fn speculation(&self, strategy: Strategy) -> SpeculationConfig {
+        let window = self
+            .strategy_windows
+            .iter()
+            .find(|(s, _)| *s == strategy)
+            .map(|&(_, w)| w)
+            .or(self.window)
+            .unwrap_or(strategy.default_window());
         SpeculationConfig {
             run_ahead: self.run_ahead,
-            ..SpeculationConfig::with_window(self.window.unwrap_or(strategy.default_window()))
+            ..SpeculationConfig::with_window(window)
         }
     }
 
@@ -92,6 +104,37 @@ impl BenchSettings {
     pub fn compares_outputs(&self) -> bool {
         self.sampling.is_greedy()
     }
+}
+
+/// Windows given for one strategy each.
+pub type StrategyWindows = Vec<(Strategy, usize)>;
+
+/// `--window`'s entries: `N` (every strategy; given once) and `STRATEGY=N` (one strategy).
+fn windows(entries: &[String]) -> Result<(Option<usize>, StrategyWindows)> {
+    let count = |text: &str| -> Result<usize> {
+        text.trim().parse().with_context(|| {
+            format!("--window {text:?}: expected a number of tokens, e.g. 6 or pipespec=8")
+        })
+    };
+    let mut all = None;
+    let mut per_strategy: StrategyWindows = Vec::new();
+    for entry in entries {
+        match entry.split_once('=') {
+            Some((name, value)) => {
+                let strategy: Strategy = name
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("--window {entry:?}"))?;
+                if per_strategy.iter().any(|(s, _)| *s == strategy) {
+                    bail!("--window gives {strategy} twice");
+                }
+                per_strategy.push((strategy, count(value)?));
+            }
+            None if all.is_some() => bail!("--window gives the window for every strategy twice"),
+            None => all = Some(count(entry)?),
+        }
+    }
+    Ok((all, per_strategy))
 }
 
 /// The strategies named, without repeats, `ar` (the reference) first; None when none is named.
@@ -106,4 +149,35 @@ fn strategies(named: &[crate::cli::StrategyArg]) -> Option<Vec<Strategy>> {
         }
     }
     Some(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn windows_are_given_for_all_or_per_strategy() {
+        assert_eq!(windows(&[]).unwrap(), (None, vec![]));
+        assert_eq!(
+            windows(&entries(&["6", "pipespec=8", " lookup = 3"])).unwrap(),
+            (
+                Some(6),
+                vec![(Strategy::Pipespec, 8), (Strategy::Lookup, 3)]
+            )
+        );
+        for (bad, says) in [
+            (&["6", "7"][..], "every strategy twice"),
+            (&["sd=4", "sd=5"][..], "sd twice"),
+            (&["fast=4"][..], "fast"),
+            (&["pipespec=many"][..], "expected a number"),
+            (&["-1"][..], "expected a number"),
+        ] {
+            let error = format!("{:#}", windows(&entries(bad)).unwrap_err());
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
+    }
 }
