@@ -178,11 +178,10 @@ pub fn load_chain_with_pools(
 }
 
 /// `pipespec`'s chain: one pool per level (`level_pools`). With one thread count for the whole
-/// chain (or none) and two model levels or more, the cores are lent: the first model level (the
-/// one that drafts without pause) runs on a pool of every level's threads whenever the levels
-/// after it are all parked, and the caller should let verifiers wait for full windows
-/// (`SpeculationConfig::fill_window`) so that they do park. Counts given per level are kept
-/// strictly.
+/// chain (or none) and two model levels or more, the cores are lent: each model level runs on a
+/// pool of every level's threads whenever the other model levels are all parked, and the caller
+/// should let verifiers wait for full windows (`SpeculationConfig::fill_window`) so that they
+/// do park. Counts given per level are kept strictly.
 pub fn load_pipespec_chain(
     entries: &[ChainEntry],
     ngram: (usize, usize),
@@ -190,22 +189,21 @@ pub fn load_pipespec_chain(
     threads: &[usize],
 ) -> Result<PipespecChain> {
     let pools = level_pools(entries, threads)?;
-    let models: Vec<usize> = (0..entries.len())
+    let models = entries
+        .iter()
+        .filter(|e| matches!(e, ChainEntry::Model(_)))
+        .count();
+    let total: usize = (0..entries.len())
         .filter(|&i| matches!(entries[i], ChainEntry::Model(_)))
-        .collect();
-    let total: usize = models.iter().map(|&i| pools[i].current_num_threads()).sum();
-    let lending = match models.first() {
-        Some(&first)
-            if threads.len() <= 1
-                && models.len() > 1
-                && total > pools[first].current_num_threads() =>
-        {
-            Some((first, thread_pool(Some(total))?))
-        }
-        _ => None,
+        .map(|i| pools[i].current_num_threads())
+        .sum();
+    let wide = if threads.len() <= 1 && models > 1 {
+        Some(thread_pool(Some(total))?)
+    } else {
+        None
     };
-    let lends_cores = lending.is_some();
-    let chain = load_chain_lending(entries, ngram, ctx_size, &pools, lending)?;
+    let lends_cores = wide.is_some();
+    let chain = load_chain_lending(entries, ngram, ctx_size, &pools, wide)?;
     Ok(PipespecChain {
         chain,
         level_threads: pools.iter().map(|p| p.current_num_threads()).collect(),
@@ -222,13 +220,13 @@ pub struct PipespecChain {
     pub lends_cores: bool,
 }
 
-/// `load_chain_with_pools`, with `lending`: (level index, a wider pool it may borrow).
+/// `load_chain_with_pools`, with `wide`: a pool every model level may borrow.
 fn load_chain_lending(
     entries: &[ChainEntry],
     ngram: (usize, usize),
     ctx_size: Option<usize>,
     pools: &[Arc<rayon::ThreadPool>],
-    lending: Option<(usize, Arc<rayon::ThreadPool>)>,
+    wide: Option<Arc<rayon::ThreadPool>>,
 ) -> Result<LoadedChain> {
     if pools.len() != entries.len() {
         bail!(
@@ -260,7 +258,7 @@ fn load_chain_lending(
                 };
                 let session = Session::new(model, capacity, pools[index].clone());
                 let mut level = ModelLevel::new(level_name(path), session);
-                if let Some((_, wide)) = lending.as_ref().filter(|(at, _)| *at == index) {
+                if let Some(wide) = &wide {
                     level = level.with_borrowable_pool(wide.clone());
                 }
                 levels.push(Box::new(level));

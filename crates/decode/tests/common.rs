@@ -86,7 +86,7 @@ pub fn chain(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
     build_chain(levels, None)
 }
 
-/// `chain`, with the first model level allowed to borrow a 2-thread pool (pipespec's core
+/// `chain`, with every model level allowed to borrow one 2-thread pool (pipespec's core
 /// lending).
 pub fn chain_lending(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
     let wide = rayon::ThreadPoolBuilder::new()
@@ -97,9 +97,6 @@ pub fn chain_lending(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
 }
 
 fn build_chain(levels: &[LevelSpec], wide: Option<Arc<rayon::ThreadPool>>) -> Vec<Box<dyn Level>> {
-    let first_model = levels
-        .iter()
-        .position(|level| matches!(level, LevelSpec::Model(_)));
     levels
         .iter()
         .enumerate()
@@ -108,10 +105,8 @@ fn build_chain(levels: &[LevelSpec], wide: Option<Arc<rayon::ThreadPool>>) -> Ve
                 LevelSpec::Model(model) => {
                     let level = ModelLevel::new(format!("level{i}"), session(model));
                     match &wide {
-                        Some(wide) if Some(i) == first_model => {
-                            Box::new(level.with_borrowable_pool(wide.clone()))
-                        }
-                        _ => Box::new(level),
+                        Some(wide) => Box::new(level.with_borrowable_pool(wide.clone())),
+                        None => Box::new(level),
                     }
                 }
                 LevelSpec::Ngram => Box::new(NgramLevel::default()),

@@ -9,11 +9,12 @@
 //! one mutex-guarded board, held only to plan and publish, never across a forward pass; an idle
 //! stage parks on a condition variable.
 //!
-//! Core lending (`SpeculationConfig::fill_window` with a level that `can_borrow_cores`): a
-//! verifier waits for a full window while the level above is still drafting, and the drafting
-//! level runs on the cores of every level after it while they are all parked, on its own
-//! cores otherwise. Verification passes cost about the same for 2 rows as for 7, so fewer, fuller
-//! ones leave the drafter more time on all the cores.
+//! Core lending (`SpeculationConfig::fill_window` with levels that `can_borrow_cores`): a
+//! verifier waits for a full window while the level above is still drafting, and a model level
+//! runs on the cores of every other model level while they are all parked (a drafter only while
+//! the next level still lacks a full window), on its own cores otherwise. Verification passes
+//! cost about the same for 2 rows as for 7, so fewer, fuller ones leave the drafter more time on
+//! all the cores; a target whose drafters are parked (run-ahead reached) verifies on all of them.
 
 mod shared;
 mod stage;
@@ -54,6 +55,7 @@ pub fn generate(
             fill_window: speculation.fill_window,
             vocab,
             target: chain.len() - 1,
+            computes: chain.iter().map(|level| level.can_verify()).collect(),
         };
         let stats = run_stages(
             chain,

@@ -25,6 +25,8 @@ pub(crate) struct StageConfig<'a> {
     pub vocab: usize,
     /// The index of the target (the last level).
     pub target: usize,
+    /// Per level: whether it computes forward passes (a model), so may lend or borrow cores.
+    pub computes: Vec<bool>,
 }
 
 /// What a stage did, merged into the level counters when the run is over.
@@ -230,16 +232,18 @@ impl<'a> Stage<'a> {
             .min(self.config.run_ahead.saturating_sub(lead))
     }
 
-    /// Marks this stage busy, and decides whether its pass borrows the cores of the levels
-    /// after it (nearer the target): only when it can, every one of them is parked, and the
-    /// next one still lacks a full window (it is not about to wake and verify).
+    /// Marks this stage busy, and decides whether its pass borrows the cores of the other
+    /// model levels: only when it can, they are all parked, and (below the target) the next
+    /// level still lacks a full window, so it is not about to wake and verify.
     fn start_work(&mut self, board: &mut Board) {
         board.parked[self.index] = false;
-        self.borrow = self.index < self.config.target
-            && self.level.can_borrow_cores()
-            && board.parked[self.index + 1..].iter().all(|&parked| parked)
-            && board.tracks[self.index].len()
+        let others_parked = (0..board.parked.len())
+            .filter(|&i| i != self.index && self.config.computes[i])
+            .all(|i| board.parked[i]);
+        let next_waits = self.index == self.config.target
+            || board.tracks[self.index].len()
                 < board.tracks[self.index + 1].len() + self.config.window;
+        self.borrow = self.level.can_borrow_cores() && others_parked && next_waits;
     }
 
     /// With `fill_window`: whether to leave the drafts taken for now and wait for a full
