@@ -151,6 +151,7 @@ impl<'a> Stage<'a> {
             self.sequence.extend_from_slice(&self.new_tokens[..count]);
             let done = committed.is_done();
             board.stop |= done;
+            self.mark_parked_if_idle(&mut board);
             self.shared.publish(&mut board);
             if done {
                 return Ok(());
@@ -221,15 +222,7 @@ impl<'a> Stage<'a> {
     /// How many tokens this level may add now: the budget, and below the target the run-ahead
     /// bound over the next level.
     fn limit(&self, board: &Board) -> usize {
-        let own = board.tracks[self.index].len();
-        if self.index == self.config.target {
-            return self.config.budget.saturating_sub(own);
-        }
-        // Upstream tokens past budget - 1 are never checked: the target's last token is its own.
-        let lead = own.saturating_sub(board.tracks[self.index + 1].len());
-        (self.config.budget.saturating_sub(1))
-            .saturating_sub(own)
-            .min(self.config.run_ahead.saturating_sub(lead))
+        limit_of(board, self.index, self.config)
     }
 
     /// Marks this stage busy, and decides whether its pass borrows the cores of the other
@@ -247,35 +240,54 @@ impl<'a> Stage<'a> {
     }
 
     /// With `fill_window`: whether to leave the drafts taken for now and wait for a full
-    /// window, because the level above is still drafting (not parked) and could add more.
+    /// window, because the level above can still add more.
     fn waits_for_more_drafts(&self, board: &Board, most: usize) -> bool {
         let own = board.tracks[self.index].len();
         let first_target_step = self.index == self.config.target && own == 0;
         self.config.fill_window
             && !first_target_step
-            && self.drafts.len() < self.config.window.min(most)
-            && !board.parked[self.index - 1]
+            && self.drafts_ready(board, most) < self.config.window.min(most)
+            && upstream_can_draft(board, self.index - 1, self.config)
     }
 
-    /// Copies up to `most` of the upstream level's tokens that extend this level's track.
-    fn take_drafts(&mut self, board: &Board, most: usize) {
-        self.drafts.clear();
+    /// How many of the upstream level's tokens extend this level's track (at most `most` and
+    /// the window): the drafts a verification would take now.
+    fn drafts_ready(&self, board: &Board, most: usize) -> usize {
         let own = &board.tracks[self.index];
         let up = &board.tracks[self.index - 1];
         // The target's first token comes from its prefill row: nothing to wait for.
         let first_target_step = self.index == self.config.target && own.len() == 0;
         if first_target_step || up.len() <= own.len() || up.tokens[..own.len()] != own.tokens[..] {
-            return;
+            return 0;
         }
-        let count = (up.len() - own.len()).min(self.config.window).min(most);
+        (up.len() - own.len()).min(self.config.window).min(most)
+    }
+
+    /// Copies up to `most` of the upstream level's tokens that extend this level's track.
+    fn take_drafts(&mut self, board: &Board, most: usize) {
+        self.drafts.clear();
+        let start = board.tracks[self.index].len();
+        let count = self.drafts_ready(board, most);
+        let up = &board.tracks[self.index - 1];
         let sampling = self.sampling();
-        for j in own.len()..own.len() + count {
+        for j in start..start + count {
             let row = &up.rows[j];
             if sampling && row.is_empty() {
                 // Freed: below the committed output, so this level is stale anyway.
                 break;
             }
             self.drafts.push(up.tokens[j], sampling.then_some(&row[..]));
+        }
+    }
+
+    /// After publishing: marks the stage parked at once when its next plan will find nothing
+    /// to do (run-ahead or budget reached, or a verifier short of a full window), so that
+    /// the other stages decide on borrowing its cores by what it is about to do.
+    fn mark_parked_if_idle(&self, board: &mut Board) {
+        let limit = self.limit(board);
+        let idle = limit == 0 || (self.index > 0 && self.waits_for_more_drafts(board, limit - 1));
+        if idle {
+            board.parked[self.index] = true;
         }
     }
 
@@ -399,6 +411,35 @@ impl<'a> Stage<'a> {
         let own = &mut board.tracks[self.index];
         own.extend(&self.new_tokens, &self.new_rows);
         own.free_rows_below(committed);
+        self.mark_parked_if_idle(&mut board);
         shared.publish(&mut board);
+    }
+}
+
+/// How many tokens level `index` may add now: the budget, and below the target the run-ahead
+/// bound over the next level.
+fn limit_of(board: &Board, index: usize, config: &StageConfig<'_>) -> usize {
+    let own = board.tracks[index].len();
+    if index == config.target {
+        return config.budget.saturating_sub(own);
+    }
+    // Upstream tokens past budget - 1 are never checked: the target's last token is its own.
+    let lead = own.saturating_sub(board.tracks[index + 1].len());
+    (config.budget.saturating_sub(1))
+        .saturating_sub(own)
+        .min(config.run_ahead.saturating_sub(lead))
+}
+
+/// Whether level `up` will add drafts without waiting for anything: a model level whenever its
+/// bounds allow (its parked flag may be stale: a commit may just have freed it), a model-free
+/// one unless it is parked (it parks when it has nothing to propose).
+fn upstream_can_draft(board: &Board, up: usize, config: &StageConfig<'_>) -> bool {
+    if board.stop {
+        return false;
+    }
+    if config.computes[up] {
+        limit_of(board, up, config) > 0
+    } else {
+        !board.parked[up]
     }
 }
