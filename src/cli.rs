@@ -69,9 +69,10 @@ pub struct GenerateArgs {
     /// the model levels and lends idle levels' cores to the drafter (ngram needs none).
     #[arg(long, value_delimiter = ',')]
     pub threads: Vec<usize>,
-    /// pipespec: the most tokens a level may run ahead of the next level.
-    #[arg(long, default_value_t = pipespec_decode::DEFAULT_RUN_AHEAD)]
-    pub run_ahead: usize,
+    /// pipespec: the most tokens a level may run ahead of the next level [default: the window
+    /// when levels lend each other cores (one --threads count or none), 16 otherwise].
+    #[arg(long)]
+    pub run_ahead: Option<usize>,
     /// KV cache positions (default: the smaller of the model's context and 4096).
     #[arg(long)]
     pub ctx_size: Option<usize>,
@@ -248,9 +249,10 @@ pub struct BenchArgs {
     /// e.g. `6,pipespec=8` [default: 3 for lookup, 6 otherwise].
     #[arg(long, value_delimiter = ',')]
     pub window: Vec<String>,
-    /// pipespec: the most tokens a level may run ahead of the next level.
-    #[arg(long, default_value_t = pipespec_decode::DEFAULT_RUN_AHEAD)]
-    pub run_ahead: usize,
+    /// pipespec: the most tokens a level may run ahead of the next level [default: the window
+    /// when levels lend each other cores (one --threads count or none), 16 otherwise].
+    #[arg(long)]
+    pub run_ahead: Option<usize>,
     /// KV cache positions per level (default: the smaller of the model's context and 4096).
     #[arg(long)]
     pub ctx_size: Option<usize>,

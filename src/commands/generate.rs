@@ -20,7 +20,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     sampling.validate()?;
     let strategy = Strategy::from(args.strategy);
     let mut speculation = SpeculationConfig {
-        run_ahead: args.run_ahead,
+        run_ahead: args.run_ahead.unwrap_or(pipespec_decode::DEFAULT_RUN_AHEAD),
         ..SpeculationConfig::with_window(args.window.unwrap_or(strategy.default_window()))
     };
     speculation.validate().context("--window/--run-ahead")?;
@@ -44,6 +44,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         // Each model level gets its own pool; idle levels lend theirs unless counts are per level.
         let loaded = loading::load_pipespec_chain(&entries, ngram, args.ctx_size, &args.threads)?;
         speculation.fill_window = loaded.lends_cores;
+        if args.run_ahead.is_none() {
+            speculation.run_ahead =
+                pipespec_decode::default_run_ahead(speculation.window, loaded.lends_cores);
+        }
         loaded.chain
     } else {
         let total = (!args.threads.is_empty()).then(|| args.threads.iter().sum());

@@ -18,6 +18,7 @@ pub use metrics::{LevelMetrics, LevelReport};
 pub use ngram::NgramLevel;
 pub use sampling::{Sampler, SamplingParams};
 pub use strategy::{
-    DelayHook, SpeculationConfig, Strategy, StrategyOutput, DEFAULT_RUN_AHEAD, DEFAULT_WINDOW,
+    default_run_ahead, DelayHook, SpeculationConfig, Strategy, StrategyOutput, DEFAULT_RUN_AHEAD,
+    DEFAULT_WINDOW,
 };
 pub use verify::{verify_greedy, verify_sampling, Verdict};

@@ -63,6 +63,10 @@ impl ChainEngine {
                     &settings.threads,
                 )?;
                 speculation.fill_window = loaded.lends_cores;
+                if settings.run_ahead.is_none() {
+                    speculation.run_ahead =
+                        pipespec_decode::default_run_ahead(speculation.window, loaded.lends_cores);
+                }
                 (loaded.chain, loaded.level_threads)
             } else {
                 let pools = vec![shared_pool.clone(); entries.len()];

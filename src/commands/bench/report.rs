@@ -282,7 +282,10 @@ fn settings(out: &mut String, info: &RunInfo) {
         ("context size", optional(info.ctx_size, "default")),
         ("threads", list(&threads, "all cores")),
         ("window", optional(info.window, "each strategy's default")),
-        ("run ahead", info.run_ahead.to_string()),
+        (
+            "run ahead",
+            optional(info.run_ahead, "default (the window when cores are lent)"),
+        ),
         (
             "outputs compared with ar",
             info.outputs_compared.to_string(),

@@ -20,7 +20,8 @@ pub struct RunInfo {
     pub ctx_size: Option<usize>,
     pub threads: Vec<usize>,
     pub window: Option<usize>,
-    pub run_ahead: usize,
+    /// None: pipespec's default for the chain.
+    pub run_ahead: Option<usize>,
     pub outputs_compared: bool,
     pub cores: usize,
     pub os: &'static str,

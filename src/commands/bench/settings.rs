@@ -26,7 +26,8 @@ pub struct BenchSettings {
     pub window: Option<usize>,
     /// Overrides `window` for one strategy.
     pub strategy_windows: StrategyWindows,
-    pub run_ahead: usize,
+    /// None: `default_run_ahead` for the chain.
+    pub run_ahead: Option<usize>,
     pub ctx_size: Option<usize>,
     pub seed: u64,
     pub sampling: SamplingParams,
@@ -95,7 +96,7 @@ impl BenchSettings {
             .or(self.window)
             .unwrap_or(strategy.default_window());
         SpeculationConfig {
-            run_ahead: self.run_ahead,
+            run_ahead: self.run_ahead.unwrap_or(pipespec_decode::DEFAULT_RUN_AHEAD),
             ..SpeculationConfig::with_window(window)
         }
     }
