@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use pipespec_decode::{Level, ModelLevel, NgramLevel};
+use pipespec_decode::{default_run_ahead, Level, ModelLevel, NgramLevel, SpeculationConfig};
 use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
 use pipespec_model::{Model, Session};
@@ -218,6 +218,16 @@ pub struct PipespecChain {
     pub level_threads: Vec<usize>,
     /// Whether idle levels lend their cores (then verifiers should fill their windows).
     pub lends_cores: bool,
+}
+
+impl PipespecChain {
+    /// Fits `speculation` to how this chain shares cores: verifiers fill their windows when
+    /// cores are lent, and the run-ahead is the user's (`run_ahead`) or the default for it.
+    pub fn fit(&self, speculation: &mut SpeculationConfig, run_ahead: Option<usize>) {
+        speculation.fill_window = self.lends_cores;
+        speculation.run_ahead =
+            run_ahead.unwrap_or_else(|| default_run_ahead(speculation.window, self.lends_cores));
+    }
 }
 
 /// `load_chain_with_pools`, with `wide`: a pool every model level may borrow.

@@ -43,11 +43,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let chain = if strategy == Strategy::Pipespec {
         // Each model level gets its own pool; idle levels lend theirs unless counts are per level.
         let loaded = loading::load_pipespec_chain(&entries, ngram, args.ctx_size, &args.threads)?;
-        speculation.fill_window = loaded.lends_cores;
-        if args.run_ahead.is_none() {
-            speculation.run_ahead =
-                pipespec_decode::default_run_ahead(speculation.window, loaded.lends_cores);
-        }
+        loaded.fit(&mut speculation, args.run_ahead);
         loaded.chain
     } else {
         let total = (!args.threads.is_empty()).then(|| args.threads.iter().sum());

@@ -138,7 +138,6 @@ pub struct ModelLevel {
 struct LendingPools {
     own: Arc<rayon::ThreadPool>,
     wide: Arc<rayon::ThreadPool>,
-    borrowing: bool,
 }
 
 impl ModelLevel {
@@ -161,7 +160,6 @@ impl ModelLevel {
         self.pools = Some(LendingPools {
             own: self.session.pool().clone(),
             wide,
-            borrowing: false,
         });
         self
     }
@@ -296,10 +294,9 @@ impl Level for ModelLevel {
     }
 
     fn borrow_cores(&mut self, borrow: bool) {
-        if let Some(pools) = &mut self.pools {
-            if pools.borrowing != borrow {
-                pools.borrowing = borrow;
-                let pool = if borrow { &pools.wide } else { &pools.own };
+        if let Some(pools) = &self.pools {
+            let pool = if borrow { &pools.wide } else { &pools.own };
+            if !Arc::ptr_eq(self.session.pool(), pool) {
                 self.session.set_pool(pool.clone());
             }
         }

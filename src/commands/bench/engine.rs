@@ -62,11 +62,7 @@ impl ChainEngine {
                     settings.ctx_size,
                     &settings.threads,
                 )?;
-                speculation.fill_window = loaded.lends_cores;
-                if settings.run_ahead.is_none() {
-                    speculation.run_ahead =
-                        pipespec_decode::default_run_ahead(speculation.window, loaded.lends_cores);
-                }
+                loaded.fit(&mut speculation, settings.run_ahead);
                 (loaded.chain, loaded.level_threads)
             } else {
                 let pools = vec![shared_pool.clone(); entries.len()];

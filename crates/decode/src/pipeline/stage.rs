@@ -183,8 +183,8 @@ impl<'a> Stage<'a> {
                         return Some(Work::Draft(count));
                     }
                 } else {
-                    self.take_drafts(&board, limit - 1);
                     if !self.waits_for_more_drafts(&board, limit - 1) {
+                        self.take_drafts(&board, limit - 1);
                         self.start_work(&mut board);
                         return Some(Work::Verify);
                     }

@@ -1,9 +1,7 @@
-//! `lookup`: the n-gram drafter (prompt lookup) in front of the target.
+//! `lookup`: the n-gram drafter (prompt lookup) in front of the target: which levels it uses; it runs on the staged core.
 
 use crate::error::{DecodeError, Result};
-use crate::generate::GenerationConfig;
 use crate::level::Level;
-use crate::strategy::{select, staged, SpeculationConfig, StrategyOutput};
 
 /// Indices of the levels `lookup` uses: the first level that cannot verify (the n-gram
 /// drafter) and the target.
@@ -21,21 +19,4 @@ pub fn levels(chain: &[Box<dyn Level>]) -> Result<Vec<usize>> {
                 .join(","),
         }),
     }
-}
-
-pub fn generate(
-    chain: &mut [Box<dyn Level>],
-    prompt: &[u32],
-    config: &GenerationConfig,
-    speculation: &SpeculationConfig,
-    on_token: &mut dyn FnMut(u32) -> bool,
-) -> Result<StrategyOutput> {
-    let indices = levels(chain)?;
-    staged::generate(
-        &mut select(chain, &indices),
-        prompt,
-        config,
-        speculation,
-        on_token,
-    )
 }

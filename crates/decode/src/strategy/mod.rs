@@ -194,7 +194,17 @@ impl Strategy {
                 let target = chain.last_mut().ok_or_else(empty_chain)?;
                 ar::generate(target.as_mut(), prompt, config, on_token)
             }
-            Strategy::Sd => sd::generate(chain, prompt, config, speculation, on_token),
+            // The two-level strategies are the staged core over the levels they use.
+            Strategy::Sd | Strategy::Lookup => {
+                let indices = self.levels(chain)?;
+                staged::generate(
+                    &mut select(chain, &indices),
+                    prompt,
+                    config,
+                    speculation,
+                    on_token,
+                )
+            }
             Strategy::Staged => {
                 let all: Vec<usize> = (0..chain.len()).collect();
                 staged::generate(
@@ -205,7 +215,6 @@ impl Strategy {
                     on_token,
                 )
             }
-            Strategy::Lookup => lookup::generate(chain, prompt, config, speculation, on_token),
             Strategy::Pipespec => {
                 crate::pipeline::generate(chain, prompt, config, speculation, on_token)
             }
