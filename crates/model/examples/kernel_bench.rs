@@ -1,10 +1,15 @@
-//! Micro benchmark of the matrix kernels: GB/s of weights and GOPS for m = 1 and m = 128.
+//! Micro benchmark of the matrix kernels: ms per call, GB/s of weights and GOPS, per type,
+//! shape, CPU path, thread count and activation row count.
 //!
-//! Run with `cargo run --release -p pipespec-model --example kernel_bench`.
+//! Run with `cargo run --release -p pipespec-model --example kernel_bench -- [TYPES] [PATHS] [M]`,
+//! e.g. `-- q4_k,q6_k avx2 1,8,128` (defaults: every packed type, every available path, 1 and
+//! 128 rows; shapes of SmolLM2-135M and -1.7B).
 
-use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_0, GgmlType};
 use candle_core::quantized::GgmlDType;
-use pipespec_model::kernels::{matmul, MatrixRef};
+use pipespec_model::kernels::{
+    matmul, CpuPath, Input, InputBuffers, MatrixRef, PackedMatrix, Weight,
+};
+use pipespec_model::quantize::quantize;
 use std::time::{Duration, Instant};
 
 /// Deterministic values in [-1, 1) (xorshift), enough for timing.
@@ -19,66 +24,103 @@ fn values(n: usize, mut state: u64) -> Vec<f32> {
         .collect()
 }
 
-fn block_bytes<T: GgmlType>(v: &[f32]) -> Vec<u8> {
-    let mut blocks = vec![T::zeros(); v.len() / T::BLCK_SIZE];
-    T::from_float(v, &mut blocks);
-    let size = std::mem::size_of_val(blocks.as_slice());
-    // SAFETY: the blocks are `#[repr(C)]` plain data without padding, `size` bytes long.
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), size) }.to_vec()
-}
-
 /// Raw bytes of `v` in `dtype`, copied into 32-byte aligned storage.
-fn weights(dtype: GgmlDType, v: &[f32]) -> Vec<[u8; 32]> {
-    let bytes: Vec<u8> = match dtype {
-        GgmlDType::Q4_1 => block_bytes::<BlockQ4_1>(v),
-        GgmlDType::Q8_0 => block_bytes::<BlockQ8_0>(v),
-        GgmlDType::F16 => v
-            .iter()
-            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-            .collect(),
-        _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    };
+fn weights(
+    dtype: GgmlDType,
+    v: &[f32],
+    cols: usize,
+) -> Result<Vec<[u8; 32]>, Box<dyn std::error::Error>> {
+    let bytes = quantize(dtype, v, cols)?;
     let mut out = vec![[0u8; 32]; bytes.len().div_ceil(32)];
     out.as_flattened_mut()[..bytes.len()].copy_from_slice(&bytes);
-    out
+    Ok(out)
+}
+
+fn parse_type(name: &str) -> Option<GgmlDType> {
+    use GgmlDType::*;
+    Some(match name.to_ascii_lowercase().as_str() {
+        "f32" => F32,
+        "f16" => F16,
+        "bf16" => BF16,
+        "q4_0" => Q4_0,
+        "q4_1" => Q4_1,
+        "q5_0" => Q5_0,
+        "q5_1" => Q5_1,
+        "q8_0" => Q8_0,
+        "q4_k" => Q4K,
+        "q5_k" => Q5K,
+        "q6_k" => Q6K,
+        _ => return None,
+    })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let shapes = [(1536, 576), (576, 1536), (49152, 576)];
-    let types = [
-        GgmlDType::Q4_1,
-        GgmlDType::Q8_0,
-        GgmlDType::F32,
-        GgmlDType::F16,
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let types: Vec<GgmlDType> = match args.first() {
+        Some(list) => list.split(',').filter_map(parse_type).collect(),
+        None => "q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k,f16,f32"
+            .split(',')
+            .filter_map(parse_type)
+            .collect(),
+    };
+    let paths: Vec<CpuPath> = match args.get(1) {
+        Some(list) => list
+            .split(',')
+            .map(CpuPath::parse)
+            .collect::<Result<_, _>>()?,
+        None => CpuPath::ALL.into_iter().filter(|p| p.available()).collect(),
+    };
+    let ms: Vec<usize> = match args.get(2) {
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => vec![1, 128],
+    };
+    let shapes: [(usize, usize); 5] = [
+        (1536, 576),
+        (576, 1536),
+        (49152, 576),
+        (8192, 2048),
+        (2048, 8192),
     ];
     let pools = [1, 2].map(|t| rayon::ThreadPoolBuilder::new().num_threads(t).build());
-    println!("type  rows x cols   threads    m   ms/call    GB/s(W)     GOPS");
-    for dtype in types {
+    println!("type  path    rows x cols   threads    m   ms/call    GB/s(W)     GOPS");
+    for &dtype in &types {
         for (rows, cols) in shapes {
-            let storage = weights(dtype, &values(rows * cols, 1));
+            if !cols.is_multiple_of(dtype.block_size()) {
+                continue;
+            }
+            let storage = weights(dtype, &values(rows * cols, 1), cols)?;
             let len = rows * cols / dtype.block_size() * dtype.type_size();
-            let w = MatrixRef::new(dtype, rows, cols, &storage.as_flattened()[..len])?;
-            for pool in &pools {
-                let pool = pool.as_ref().map_err(|e| e.to_string())?;
-                for m in [1, 128] {
-                    let x = values(m * cols, 2);
-                    let mut out = vec![0f32; m * rows];
-                    matmul(pool, &w, &x, m, &mut out)?;
-                    let start = Instant::now();
-                    let mut calls = 0u32;
-                    while start.elapsed() < Duration::from_millis(300) || calls < 3 {
-                        matmul(pool, &w, &x, m, &mut out)?;
-                        calls += 1;
+            let raw = MatrixRef::new(dtype, rows, cols, &storage.as_flattened()[..len])?;
+            for &path in &paths {
+                let packed = PackedMatrix::pack(&raw, path)?;
+                for pool in &pools {
+                    let pool = pool.as_ref().map_err(|e| e.to_string())?;
+                    for &m in &ms {
+                        let x = values(m * cols, 2);
+                        let mut out = vec![0f32; m * rows];
+                        let mut buffers = InputBuffers::default();
+                        let mut call = || {
+                            let mut input = Input::new(&x, m, cols, &mut buffers);
+                            matmul(pool, Weight::Packed(&packed), &mut input, &mut out)
+                        };
+                        call()?;
+                        let start = Instant::now();
+                        let mut calls = 0u32;
+                        while start.elapsed() < Duration::from_millis(300) || calls < 3 {
+                            call()?;
+                            calls += 1;
+                        }
+                        let seconds = start.elapsed().as_secs_f64() / calls as f64;
+                        let gbs = len as f64 / seconds / 1e9;
+                        let gops = 2.0 * (m * rows * cols) as f64 / seconds / 1e9;
+                        println!(
+                            "{:<5} {:<7} {rows:>5} x {cols:<5} {:>7} {m:>4} {:>9.3} {gbs:>10.1} {gops:>8.1}",
+                            format!("{dtype:?}"),
+                            path.name(),
+                            pool.current_num_threads(),
+                            seconds * 1e3,
+                        );
                     }
-                    let seconds = start.elapsed().as_secs_f64() / calls as f64;
-                    let gbs = len as f64 / seconds / 1e9;
-                    let gops = 2.0 * (m * rows * cols) as f64 / seconds / 1e9;
-                    println!(
-                        "{:<5} {rows:>5} x {cols:<5} {:>7} {m:>4} {:>9.3} {gbs:>10.1} {gops:>8.1}",
-                        format!("{dtype:?}"),
-                        pool.current_num_threads(),
-                        seconds * 1e3,
-                    );
                 }
             }
         }

@@ -342,6 +342,26 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// Drops the mapped pages wholly inside a tensor's bytes from this process's resident
+    /// memory (after the tensor was copied, say repacked); they are read again from the file if
+    /// touched later. Best effort: an OS that refuses keeps them.
+    pub fn release(&self, info: &TensorInfo) {
+        const PAGE: usize = 4096;
+        let start = info.offset.next_multiple_of(PAGE);
+        let end = (info.offset + info.byte_len) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the map is read-only and file-backed, so dropping its pages loses nothing:
+            // a later read faults them back in from the file.
+            let _ = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.get(key)
     }

@@ -1,5 +1,6 @@
 //! GGUF reading, the llama-family forward pass, the KV cache, the tokenizer and the chat template.
 
+mod attention;
 pub mod cache;
 pub mod chat;
 pub mod config;
@@ -13,9 +14,12 @@ pub mod model;
 pub mod ops;
 pub mod quantize;
 pub mod rope;
+pub mod session;
 pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
 
 pub use error::{ModelError, Result};
-pub use model::{Model, Session};
+pub use model::{resident_bytes, LoadReport, Model};
+pub use session::Session;
+pub use weights::LoadOptions;

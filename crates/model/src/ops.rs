@@ -33,6 +33,14 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `rms_norm` of every row of `x` (rows of `weight.len()` values) into the rows of `out`.
+pub fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let width = weight.len();
+    for (out, x) in out.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+        rms_norm(x, weight, eps, out);
+    }
+}
+
 /// `gate = silu(gate) * up`, in place.
 pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {

@@ -45,6 +45,23 @@ impl Rope {
         }
     }
 
+    /// Values per position in `tables`: cos then sin of every pair.
+    pub fn table_width(&self) -> usize {
+        2 * self.inverse_frequencies.len()
+    }
+
+    /// The tables of positions `start..start + count`, one after the other (each as `table_for`).
+    pub fn tables(&self, start: usize, count: usize, tables: &mut Vec<f32>) {
+        let width = self.table_width();
+        tables.clear();
+        tables.reserve(count * width);
+        let mut one = Vec::with_capacity(width);
+        for position in start..start + count {
+            self.table_for(position, &mut one);
+            tables.extend_from_slice(&one);
+        }
+    }
+
     /// Rotates every head of one row (`heads * head_dim` values) in place.
     pub fn apply(&self, row: &mut [f32], table: &[f32]) {
         let pairs = self.inverse_frequencies.len();

@@ -1,4 +1,5 @@
-//! The model's weights: matrices borrowed from the shared memory map (or owned when a file's alignment forces a copy), vectors as f32.
+//! The model's weights: matrices repacked for the kernels (or kept as raw GGUF bytes, borrowed
+//! from the shared memory map), vectors as f32.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use candle_core::quantized::GgmlDType;
 use crate::config::{Architecture, Config};
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::kernels::{self, MatrixRef};
+use crate::kernels::{self, CpuPath, MatrixRef, PackedMatrix, Weight};
 
 /// 64-byte aligned storage for tensors that cannot be used in place.
 #[derive(Clone, Copy)]
@@ -19,8 +20,9 @@ enum Storage {
     Owned(Vec<AlignedChunk>),
 }
 
-/// A weight matrix: `rows` output features of `cols` inputs each, in a ggml tensor type.
-pub struct Matrix {
+/// A matrix kept as raw GGUF bytes: borrowed from the shared memory map (or owned when a file's
+/// alignment forces a copy). The token embedding stays raw for row lookups.
+pub struct RawMatrix {
     pub dtype: GgmlDType,
     pub rows: usize,
     pub cols: usize,
@@ -28,9 +30,9 @@ pub struct Matrix {
     storage: Storage,
 }
 
-impl Matrix {
-    /// Wraps a 2-D tensor of `file`, zero-copy when its data is 32-byte aligned.
-    pub fn from_gguf(file: &Arc<GgufFile>, info: &TensorInfo) -> Result<Matrix> {
+impl RawMatrix {
+    /// Wraps a 1-D or 2-D tensor of `file`, zero-copy when its data is 32-byte aligned.
+    pub fn from_gguf(file: &Arc<GgufFile>, info: &TensorInfo) -> Result<RawMatrix> {
         let (cols, rows) = match info.dims.as_slice() {
             [cols, rows] => (*cols, *rows),
             [cols] => (*cols, 1),
@@ -58,7 +60,7 @@ impl Matrix {
         } else {
             Storage::Owned(aligned_copy(file.tensor_bytes(info)))
         };
-        let matrix = Matrix {
+        let matrix = RawMatrix {
             dtype: info.dtype,
             rows,
             cols,
@@ -71,24 +73,11 @@ impl Matrix {
         Ok(matrix)
     }
 
-    /// Owns `bytes` (e.g. a freshly quantized tensor).
-    pub fn from_bytes(dtype: GgmlDType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Matrix> {
-        let matrix = Matrix {
-            dtype,
-            rows,
-            cols,
-            byte_len: bytes.len(),
-            storage: Storage::Owned(aligned_copy(bytes)),
-        };
-        matrix
-            .view()
-            .map_err(|e| ModelError::Kernel(e.to_string()))?;
-        Ok(matrix)
-    }
-
     pub fn bytes(&self) -> &[u8] {
         match &self.storage {
-            Storage::Mapped { file, offset } => &file_bytes(file)[*offset..*offset + self.byte_len],
+            Storage::Mapped { file, offset } => {
+                &file.mapped_bytes()[*offset..*offset + self.byte_len]
+            }
             Storage::Owned(chunks) => {
                 // SAFETY: AlignedChunk is plain bytes; the vector holds at least byte_len of them.
                 let all = unsafe {
@@ -102,10 +91,64 @@ impl Matrix {
     pub fn view(&self) -> std::result::Result<MatrixRef<'_>, kernels::KernelError> {
         MatrixRef::new(self.dtype, self.rows, self.cols, self.bytes())
     }
+
+    /// Bytes this process owns for the matrix (0 when it is mapped).
+    pub fn owned_bytes(&self) -> usize {
+        match self.storage {
+            Storage::Mapped { .. } => 0,
+            Storage::Owned(_) => self.byte_len,
+        }
+    }
 }
 
-fn file_bytes(file: &GgufFile) -> &[u8] {
-    file.mapped_bytes()
+/// A weight matrix as the forward pass multiplies it: repacked for the CPU path, or raw for
+/// the types without a packed kernel.
+pub enum Matrix {
+    Packed(PackedMatrix),
+    Raw(RawMatrix),
+}
+
+impl Matrix {
+    /// The kernels' view of the matrix.
+    pub fn weight(&self) -> std::result::Result<Weight<'_>, kernels::KernelError> {
+        Ok(match self {
+            Matrix::Packed(packed) => Weight::Packed(packed),
+            Matrix::Raw(raw) => Weight::Raw(raw.view()?),
+        })
+    }
+
+    pub fn dtype(&self) -> GgmlDType {
+        match self {
+            Matrix::Packed(packed) => packed.dtype(),
+            Matrix::Raw(raw) => raw.dtype,
+        }
+    }
+
+    /// Bytes this process owns for the matrix.
+    pub fn owned_bytes(&self) -> usize {
+        match self {
+            Matrix::Packed(packed) => packed.byte_len(),
+            Matrix::Raw(raw) => raw.owned_bytes(),
+        }
+    }
+}
+
+/// How a model's matrices are prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LoadOptions {
+    /// The kernels' CPU path.
+    pub cpu: CpuPath,
+    /// Repack quantized matrices (float ones always are); `false` keeps their GGUF bytes and
+    /// runs candle's dot products, the reference the packed kernels are compared with.
+    pub pack: bool,
+}
+
+impl LoadOptions {
+    /// The process's CPU path (`PIPESPEC_CPU`, else the best), with packed weights.
+    pub fn selected() -> Result<LoadOptions> {
+        let cpu = CpuPath::selected().map_err(|e| ModelError::Kernel(e.to_string()))?;
+        Ok(LoadOptions { cpu, pack: true })
+    }
 }
 
 fn aligned_copy(bytes: &[u8]) -> Vec<AlignedChunk> {
@@ -134,17 +177,37 @@ pub struct LayerWeights {
 
 /// Every weight of a llama-family model.
 pub struct Weights {
-    pub token_embedding: Matrix,
+    /// Raw, for row lookups.
+    pub token_embedding: RawMatrix,
     pub layers: Vec<LayerWeights>,
     pub output_norm: Vec<f32>,
-    /// None when the output head is tied to the token embedding.
-    pub output: Option<Matrix>,
+    /// `output.weight`, or a packed copy of the token embedding when the head is tied.
+    pub output: Matrix,
     pub rope_frequency_factors: Option<Vec<f32>>,
 }
 
 impl Weights {
-    pub fn output_head(&self) -> &Matrix {
-        self.output.as_ref().unwrap_or(&self.token_embedding)
+    /// Bytes of every matrix this process owns (repacked or copied).
+    pub fn owned_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [
+                    &l.q,
+                    &l.k,
+                    &l.v,
+                    &l.attention_output,
+                    &l.gate,
+                    &l.up,
+                    &l.down,
+                ]
+                .iter()
+                .map(|m| m.owned_bytes())
+                .sum::<usize>()
+            })
+            .sum();
+        layers + self.output.owned_bytes() + self.token_embedding.owned_bytes()
     }
 }
 
@@ -152,11 +215,16 @@ impl Weights {
 pub struct WeightLoader<'a> {
     file: &'a Arc<GgufFile>,
     config: &'a Config,
+    options: LoadOptions,
 }
 
 impl<'a> WeightLoader<'a> {
-    pub fn new(file: &'a Arc<GgufFile>, config: &'a Config) -> Self {
-        WeightLoader { file, config }
+    pub fn new(file: &'a Arc<GgufFile>, config: &'a Config, options: LoadOptions) -> Self {
+        WeightLoader {
+            file,
+            config,
+            options,
+        }
     }
 
     fn info(&self, name: &str) -> Result<&'a TensorInfo> {
@@ -180,18 +248,35 @@ impl<'a> WeightLoader<'a> {
         Ok(())
     }
 
-    /// A matrix with `rows` outputs of `cols` inputs.
-    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+    /// A raw matrix with `rows` outputs of `cols` inputs.
+    pub fn raw_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<RawMatrix> {
         let info = self.info(name)?;
         self.check_shape(info, &[cols, rows])?;
-        Matrix::from_gguf(self.file, info)
+        RawMatrix::from_gguf(self.file, info)
+    }
+
+    /// A matrix with `rows` outputs of `cols` inputs, repacked when its type has a kernel
+    /// (and `options.pack`, for the quantized types); the mapped pages it was packed from are
+    /// released.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        let raw = self.raw_matrix(name, rows, cols)?;
+        let float = matches!(raw.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        if !PackedMatrix::packs(raw.dtype) || !(self.options.pack || float) {
+            return Ok(Matrix::Raw(raw));
+        }
+        let kernel_error =
+            |e: kernels::KernelError| ModelError::Kernel(format!("tensor `{name}`: {e}"));
+        let view = raw.view().map_err(kernel_error)?;
+        let packed = PackedMatrix::pack(&view, self.options.cpu).map_err(kernel_error)?;
+        self.file.release(self.info(name)?);
+        Ok(Matrix::Packed(packed))
     }
 
     /// A vector of `len` values, dequantized to f32.
     pub fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let info = self.info(name)?;
         self.check_shape(info, &[len])?;
-        let matrix = Matrix::from_gguf(self.file, info)?;
+        let matrix = RawMatrix::from_gguf(self.file, info)?;
         let mut out = vec![0.0; len];
         let view = matrix
             .view()
@@ -241,13 +326,14 @@ impl<'a> WeightLoader<'a> {
                 down: self.matrix(&name("ffn_down.weight"), c.hidden_size, c.intermediate_size)?,
             });
         }
-        let output = if self.file.tensor("output.weight").is_some() {
-            Some(self.matrix("output.weight", c.vocab_size, c.hidden_size)?)
+        let head = if self.file.tensor("output.weight").is_some() {
+            "output.weight"
         } else {
-            None
+            "token_embd.weight"
         };
+        let output = self.matrix(head, c.vocab_size, c.hidden_size)?;
         Ok(Weights {
-            token_embedding: self.matrix("token_embd.weight", c.vocab_size, c.hidden_size)?,
+            token_embedding: self.raw_matrix("token_embd.weight", c.vocab_size, c.hidden_size)?,
             layers,
             output_norm: self.vector("output_norm.weight", c.hidden_size)?,
             output,

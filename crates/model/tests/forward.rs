@@ -142,6 +142,8 @@ fn a_second_handle_on_one_file_shares_its_weights() {
     let first = Model::load(&path).unwrap();
     let second = Model::load(&path).unwrap();
     assert!(Arc::ptr_eq(first.file(), second.file()));
+    // The repacked matrices too: the second handle is the same model.
+    assert!(Arc::ptr_eq(&first, &second));
 }
 
 #[test]

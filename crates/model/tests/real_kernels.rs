@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use pipespec_model::gguf::GgufFile;
-use pipespec_model::kernels::{self, MatrixRef};
+use pipespec_model::kernels::{self, CpuPath, MatrixRef, PackedMatrix, Weight};
 use rand::{Rng, SeedableRng};
 
 fn default_model() -> PathBuf {
@@ -45,28 +45,40 @@ fn kernels_match_the_dequantized_reference_on_real_weights() {
         let xs: Vec<f32> = (0..m)
             .flat_map(|k| x.iter().map(move |v| v * (1.0 + k as f32)))
             .collect();
-        let mut all = vec![0.0; rows * m];
-        kernels::matmul(&pool, &w, &xs, m, &mut all).unwrap();
-        let out = all[..rows].to_vec();
-        let mut row = vec![0.0; cols];
-        let mut worst = 0.0f64;
-        let mut scale = 0.0f64;
-        for (r, &got) in out.iter().enumerate() {
-            kernels::dequantize_row(&w, r, &mut row).unwrap();
-            let exact: f64 = row.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
-            let magnitude: f64 = row
-                .iter()
-                .zip(&x)
-                .map(|(&a, &b)| (a as f64 * b as f64).abs())
-                .sum();
-            worst = worst.max((got as f64 - exact).abs());
-            scale = scale.max(magnitude);
+        let packed: Vec<PackedMatrix> = CpuPath::ALL
+            .into_iter()
+            .filter(|p| p.available())
+            .map(|p| PackedMatrix::pack(&w, p).unwrap())
+            .collect();
+        let weights = std::iter::once(Weight::Raw(w)).chain(packed.iter().map(Weight::Packed));
+        for weight in weights {
+            let mut all = vec![0.0; rows * m];
+            kernels::matmul_f32(&pool, weight, &xs, m, &mut all).unwrap();
+            let out = all[..rows].to_vec();
+            let mut row = vec![0.0; cols];
+            let mut worst = 0.0f64;
+            let mut scale = 0.0f64;
+            for (r, &got) in out.iter().enumerate() {
+                kernels::dequantize_row(&w, r, &mut row).unwrap();
+                let exact: f64 = row.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let magnitude: f64 = row
+                    .iter()
+                    .zip(&x)
+                    .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                    .sum();
+                worst = worst.max((got as f64 - exact).abs());
+                scale = scale.max(magnitude);
+            }
+            let path = match weight {
+                Weight::Packed(p) => p.path().name(),
+                Weight::Raw(_) => "raw",
+            };
+            assert!(
+                worst <= 0.02 * scale,
+                "{} ({:?}, {path}): error {worst} against a scale of {scale}",
+                info.name,
+                info.dtype
+            );
         }
-        assert!(
-            worst <= 0.02 * scale,
-            "{} ({:?}): error {worst} against a scale of {scale}",
-            info.name,
-            info.dtype
-        );
     }
 }

@@ -1,16 +1,18 @@
-//! Weight types without a kernel of our own (Q4_0, Q5_0, Q5_1 and the K-quants) through
-//! candle's `GgmlType::vec_dot`, plus row dequantization for every supported type.
+//! Weight types without a packed kernel (Q2_K, Q3_K) through candle's `GgmlType::vec_dot`, plus
+//! row dequantization for every supported type.
 //!
-//! Candle's `vec_dot` picks its implementation at compile time, so each output element is
-//! still one call with one fixed order, whatever the tile or thread split.
+//! Candle's `vec_dot` picks its implementation at compile time, so each output element is one
+//! call with one fixed order, whatever the batch or thread split.
 
-use super::{drive, MatrixRef, TileKernel};
 use candle_core::quantized::k_quants::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
     BlockQ8_0, GgmlType,
 };
 use candle_core::quantized::GgmlDType;
 use half::{bf16, f16};
+use rayon::prelude::*;
+
+use super::MatrixRef;
 
 /// Views one row of raw bytes as candle blocks.
 fn blocks<T: GgmlType>(row: &[u8]) -> &[T] {
@@ -27,31 +29,23 @@ fn blocks<T: GgmlType>(row: &[u8]) -> &[T] {
     unsafe { std::slice::from_raw_parts(row.as_ptr().cast::<T>(), row.len() / size) }
 }
 
-/// Candle blocks with their quantized activations.
-struct Kernel<'a, T: GgmlType> {
-    w: &'a MatrixRef<'a>,
-    /// (m, act_blocks) activations quantized to `T::VecDotType`.
-    act: &'a [T::VecDotType],
-    act_blocks: usize,
-}
+/// The output pointer shared by the tasks, which write disjoint weight rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint elements and `matmul` joins them before `out`'s borrow ends.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
 
-impl<T: GgmlType> TileKernel for Kernel<'_, T> {
-    fn tile<const R: usize, const N: usize>(
-        &self,
-        rows: [usize; R],
-        acts: [usize; N],
-    ) -> [[f32; N]; R] {
-        let mut out = [[0f32; N]; R];
-        for (o, &r) in out.iter_mut().zip(&rows) {
-            let w = blocks::<T>(self.w.row(r));
-            for (v, &i) in o.iter_mut().zip(&acts) {
-                let a = &self.act[i * self.act_blocks..(i + 1) * self.act_blocks];
-                *v = T::vec_dot(self.w.cols, w, a);
-            }
-        }
-        out
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
+
+/// Output rows per task.
+const ROWS_PER_TASK: usize = 32;
 
 /// `matmul` for a candle block type; shapes were checked by the caller.
 pub(crate) fn matmul<T: GgmlType>(
@@ -61,7 +55,7 @@ pub(crate) fn matmul<T: GgmlType>(
     m: usize,
     out: &mut [f32],
 ) {
-    let cols = w.cols;
+    let (rows, cols) = (w.rows(), w.cols());
     let act_blocks = cols / T::VecDotType::BLCK_SIZE;
     let mut act = vec![T::VecDotType::zeros(); m * act_blocks];
     for (xr, ar) in x
@@ -70,12 +64,49 @@ pub(crate) fn matmul<T: GgmlType>(
     {
         T::VecDotType::from_float(xr, ar);
     }
-    let kernel = Kernel::<T> {
-        w,
-        act: &act,
-        act_blocks,
+    let out = OutPtr(out.as_mut_ptr());
+    let task = |t: usize| {
+        for r in t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows) {
+            let weights = blocks::<T>(w.row(r));
+            for i in 0..m {
+                let a = &act[i * act_blocks..(i + 1) * act_blocks];
+                let value = T::vec_dot(cols, weights, a);
+                // SAFETY: i < m and r < rows index inside `out` (m * rows, checked by the
+                // caller); this task alone owns row r.
+                unsafe { *out.get().add(i * rows + r) = value };
+            }
+        }
     };
-    drive(pool, &kernel, w, m, out);
+    let tasks = rows.div_ceil(ROWS_PER_TASK);
+    if pool.current_num_threads() <= 1 {
+        (0..tasks).for_each(task);
+    } else {
+        pool.install(|| (0..tasks).into_par_iter().for_each(task));
+    }
+}
+
+/// `matmul` for the raw types, dispatched on the type.
+pub(crate) fn matmul_raw(
+    pool: &rayon::ThreadPool,
+    w: &MatrixRef,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+) {
+    match w.dtype() {
+        GgmlDType::Q2K => matmul::<BlockQ2K>(pool, w, x, m, out),
+        GgmlDType::Q3K => matmul::<BlockQ3K>(pool, w, x, m, out),
+        GgmlDType::Q4_0 => matmul::<BlockQ4_0>(pool, w, x, m, out),
+        GgmlDType::Q4_1 => matmul::<BlockQ4_1>(pool, w, x, m, out),
+        GgmlDType::Q5_0 => matmul::<BlockQ5_0>(pool, w, x, m, out),
+        GgmlDType::Q5_1 => matmul::<BlockQ5_1>(pool, w, x, m, out),
+        GgmlDType::Q8_0 => matmul::<BlockQ8_0>(pool, w, x, m, out),
+        GgmlDType::Q4K => matmul::<BlockQ4K>(pool, w, x, m, out),
+        GgmlDType::Q5K => matmul::<BlockQ5K>(pool, w, x, m, out),
+        GgmlDType::Q6K => matmul::<BlockQ6K>(pool, w, x, m, out),
+        // Float weights are always packed; `MatrixRef::new` rejects the rest.
+        _ => out.fill(f32::NAN),
+    }
 }
 
 /// Dequantizes one raw row of `dtype` into `out` (`out.len()` values).

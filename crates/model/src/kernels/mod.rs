@@ -1,162 +1,73 @@
-//! Hot-path matrix kernels: `W · x` for GGUF weight matrices held as raw ggml bytes.
+//! Hot-path matrix kernels: `W · x` for GGUF weight matrices.
 //!
-//! Every output element is one dot product computed by one code path with one fixed reduction
-//! order, whatever the number of activation rows `m`, the thread count or the element's
-//! position in a tile. A token fed alone therefore gets bit-identical logits to the same token
-//! inside a multi-token pass, which speculative verification relies on.
+//! At load, each weight matrix is repacked (`PackedMatrix`) into panels of interleaved rows, one
+//! vector lane per row, so that one instruction advances a dot product of every row in the
+//! panel and no horizontal sum is needed. Each format's kernel is written once over the
+//! `simd::Simd` primitives and runs on one of three back ends (`CpuPath`: AVX-512, AVX2,
+//! scalar), chosen once per process. Activations are quantized once per input and shared by
+//! every matrix that reads them.
 //!
-//! Work is split over output rows in chunks (never over `m`); inside a chunk, tiles of up to
-//! 4 weight rows x 4 activation rows are computed while the chunk's weights stay in cache.
-//! Q4_1, Q8_0, F32, F16 and BF16 have AVX-512 kernels (VNNI for the integer ones) chosen at
-//! run time, with portable scalar fallbacks; the other types go through candle's `vec_dot`.
+//! Every output element is computed by one fixed sequence of operations: exact integer sums per
+//! block, then f32 FMAs in block order (float formats: FMAs in column order, 32 columns per
+//! partial sum). That sequence does not depend on the number of activation rows, the thread
+//! split, the tile or the back end, so a token's logits are bit-identical alone, inside any
+//! multi-token pass and on every path, which speculative verification relies on.
+//!
+//! Types without a packed kernel (Q2_K, Q3_K) run through candle's `vec_dot` on the raw bytes.
 
-mod activation_quant;
-mod float;
+mod activations;
+mod cpu;
+mod driver;
+mod error;
+mod formats;
 mod generic;
-mod q4_1;
-mod q8_0;
+mod matrix;
+mod packed;
+mod simd;
 #[cfg(test)]
 mod tests;
 
-use candle_core::quantized::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
-};
 use candle_core::quantized::GgmlDType;
-use rayon::prelude::*;
-use std::cell::RefCell;
 
-use activation_quant::QuantizedActivations;
+pub use activations::{Input, InputBuffers};
+pub use cpu::{CpuPath, CPU_ENV};
+pub use error::KernelError;
+pub use matrix::MatrixRef;
+pub use packed::PackedMatrix;
 
-/// Errors of the matrix kernels; messages name the operation, the type and the shapes.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum KernelError {
-    #[error("{op}: weight type {dtype:?} is not supported by the CPU kernels")]
-    Unsupported { op: &'static str, dtype: GgmlDType },
-    #[error("{op}: {dtype:?} matrix with {cols} columns: {cols} is not a multiple of the block size {block}")]
-    BlockDivisibility {
-        op: &'static str,
-        dtype: GgmlDType,
-        cols: usize,
-        block: usize,
-    },
-    #[error("{op}: {dtype:?} matrix {rows}x{cols} needs {expected} bytes, got {got}")]
-    ByteLength {
-        op: &'static str,
-        dtype: GgmlDType,
-        rows: usize,
-        cols: usize,
-        expected: usize,
-        got: usize,
-    },
-    #[error("{op}: {dtype:?} matrix bytes must be aligned to {align} bytes")]
-    Misaligned {
-        op: &'static str,
-        dtype: GgmlDType,
-        align: usize,
-    },
-    #[error("{op}: {dtype:?} matrix {rows}x{cols} with m={m}: {what} has length {got}, expected {expected}")]
-    Shape {
-        op: &'static str,
-        dtype: GgmlDType,
-        rows: usize,
-        cols: usize,
-        m: usize,
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
-    #[error("{op}: row {row} out of range for {dtype:?} matrix {rows}x{cols}")]
-    RowOutOfRange {
-        op: &'static str,
-        dtype: GgmlDType,
-        row: usize,
-        rows: usize,
-        cols: usize,
-    },
+use activations::Blocking;
+use formats::{float, k4::K4, nibble32::Nibble32, q6_k::Q6K, q8_0::Q8_0};
+use packed::Format;
+
+/// A weight matrix as `matmul` takes it.
+#[derive(Clone, Copy)]
+pub enum Weight<'a> {
+    /// Repacked for a CPU path.
+    Packed(&'a PackedMatrix),
+    /// Raw GGUF blocks, for the types without a packed kernel.
+    Raw(MatrixRef<'a>),
 }
 
-/// A weight matrix of `rows` output features, each `cols` inputs long, in one GGUF tensor
-/// type, borrowed as raw bytes (row-major: row r occupies bytes
-/// `[r * row_bytes, (r + 1) * row_bytes)`). GGUF data is aligned to 32 bytes; `new` only
-/// requires the alignment of the type's block struct (2, or 4 for F32).
-#[derive(Debug, Clone, Copy)]
-pub struct MatrixRef<'a> {
-    pub dtype: GgmlDType,
-    pub rows: usize,
-    pub cols: usize,
-    pub bytes: &'a [u8],
-}
-
-impl<'a> MatrixRef<'a> {
-    /// Validates the type, the block divisibility of `cols`, the byte length and alignment.
-    pub fn new(
-        dtype: GgmlDType,
-        rows: usize,
-        cols: usize,
-        bytes: &'a [u8],
-    ) -> Result<Self, KernelError> {
-        const OP: &str = "MatrixRef::new";
-        if !supported(dtype) {
-            return Err(KernelError::Unsupported { op: OP, dtype });
+impl Weight<'_> {
+    pub fn dtype(&self) -> GgmlDType {
+        match self {
+            Weight::Packed(w) => w.dtype(),
+            Weight::Raw(w) => w.dtype(),
         }
-        let block = dtype.block_size();
-        if !cols.is_multiple_of(block) {
-            return Err(KernelError::BlockDivisibility {
-                op: OP,
-                dtype,
-                cols,
-                block,
-            });
-        }
-        let expected = (cols / block)
-            .checked_mul(dtype.type_size())
-            .and_then(|row| row.checked_mul(rows));
-        if expected != Some(bytes.len()) {
-            return Err(KernelError::ByteLength {
-                op: OP,
-                dtype,
-                rows,
-                cols,
-                expected: expected.unwrap_or(usize::MAX),
-                got: bytes.len(),
-            });
-        }
-        let align = if dtype == GgmlDType::F32 { 4 } else { 2 };
-        if bytes.as_ptr().align_offset(align) != 0 {
-            return Err(KernelError::Misaligned {
-                op: OP,
-                dtype,
-                align,
-            });
-        }
-        Ok(Self {
-            dtype,
-            rows,
-            cols,
-            bytes,
-        })
     }
 
-    /// Bytes per row.
-    pub fn row_bytes(&self) -> usize {
-        self.cols / self.dtype.block_size() * self.dtype.type_size()
+    pub fn rows(&self) -> usize {
+        match self {
+            Weight::Packed(w) => w.rows(),
+            Weight::Raw(w) => w.rows(),
+        }
     }
 
-    /// The bytes of row `r` (`r < rows`).
-    #[inline(always)]
-    pub(crate) fn row(&self, r: usize) -> &'a [u8] {
-        let n = self.row_bytes();
-        &self.bytes[r * n..(r + 1) * n]
-    }
-
-    /// Re-checks the invariants of `new`, since the fields are public.
-    fn check(&self, op: &'static str) -> Result<(), KernelError> {
-        Self::new(self.dtype, self.rows, self.cols, self.bytes)
-            .map(|_| ())
-            .map_err(|e| match e {
-                KernelError::Unsupported { dtype, .. } => KernelError::Unsupported { op, dtype },
-                other => other,
-            })
+    pub fn cols(&self) -> usize {
+        match self {
+            Weight::Packed(w) => w.cols(),
+            Weight::Raw(w) => w.cols(),
+        }
     }
 }
 
@@ -169,277 +80,119 @@ pub fn supported(dtype: GgmlDType) -> bool {
     )
 }
 
-/// `out[i * rows + r] = sum_k x[i * cols + k] * W[r][k]` for `i` in `0..m`.
+/// `out[i * rows + r] = sum_k x[i * cols + k] * W[r][k]` for every row `i` of `input`.
 ///
 /// Runs on `pool` split over output rows (inline when the pool has one thread). Each output
-/// element is bit-identical whatever `m` and the pool size.
+/// element is bit-identical whatever the number of rows, the pool size and the path.
 pub fn matmul(
     pool: &rayon::ThreadPool,
-    w: &MatrixRef,
-    x: &[f32],
-    m: usize,
+    w: Weight,
+    input: &mut Input,
     out: &mut [f32],
-) -> Result<(), KernelError> {
-    matmul_with(pool, w, x, m, out, simd_available(w.dtype))
-}
-
-/// `matmul` with the choice of SIMD or scalar kernels made by the caller (tests compare them).
-pub(crate) fn matmul_with(
-    pool: &rayon::ThreadPool,
-    w: &MatrixRef,
-    x: &[f32],
-    m: usize,
-    out: &mut [f32],
-    simd: bool,
 ) -> Result<(), KernelError> {
     const OP: &str = "matmul";
-    w.check(OP)?;
+    let m = input.rows();
     let shape_error = |what, expected, got| KernelError::Shape {
         op: OP,
-        dtype: w.dtype,
-        rows: w.rows,
-        cols: w.cols,
+        dtype: w.dtype(),
+        rows: w.rows(),
+        cols: w.cols(),
         m,
         what,
         expected,
         got,
     };
-    let x_len = m.saturating_mul(w.cols);
-    if x.len() != x_len {
-        return Err(shape_error("x", x_len, x.len()));
+    let x_len = m.saturating_mul(w.cols());
+    if input.cols() != w.cols() || input.values().len() != x_len {
+        return Err(shape_error("x", x_len, input.values().len()));
     }
-    let out_len = m.saturating_mul(w.rows);
+    let out_len = m.saturating_mul(w.rows());
     if out.len() != out_len {
         return Err(shape_error("out", out_len, out.len()));
     }
-    if m == 0 || w.rows == 0 {
+    if m == 0 || w.rows() == 0 {
         return Ok(());
     }
-    let simd = simd && simd_available(w.dtype);
-    match w.dtype {
-        GgmlDType::Q4_1 | GgmlDType::Q8_0 => with_activations(x, m, w.cols, |act| {
-            if w.dtype == GgmlDType::Q4_1 {
-                drive(pool, &q4_1::Kernel { w, act, simd }, w, m, out)
-            } else {
-                drive(pool, &q8_0::Kernel { w, act, simd }, w, m, out)
-            }
-        }),
-        GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-            drive(pool, &float::Kernel { w, x, simd }, w, m, out)
-        }
-        GgmlDType::Q4_0 => generic::matmul::<BlockQ4_0>(pool, w, x, m, out),
-        GgmlDType::Q5_0 => generic::matmul::<BlockQ5_0>(pool, w, x, m, out),
-        GgmlDType::Q5_1 => generic::matmul::<BlockQ5_1>(pool, w, x, m, out),
-        GgmlDType::Q2K => generic::matmul::<BlockQ2K>(pool, w, x, m, out),
-        GgmlDType::Q3K => generic::matmul::<BlockQ3K>(pool, w, x, m, out),
-        GgmlDType::Q4K => generic::matmul::<BlockQ4K>(pool, w, x, m, out),
-        GgmlDType::Q5K => generic::matmul::<BlockQ5K>(pool, w, x, m, out),
-        GgmlDType::Q6K => generic::matmul::<BlockQ6K>(pool, w, x, m, out),
-        dtype => return Err(KernelError::Unsupported { op: OP, dtype }),
+    match w {
+        Weight::Raw(raw) => generic::matmul_raw(pool, &raw, input.values(), m, out),
+        Weight::Packed(packed) => matmul_packed(pool, packed, input, out),
     }
     Ok(())
+}
+
+/// `matmul` for one f32 input used once.
+pub fn matmul_f32(
+    pool: &rayon::ThreadPool,
+    w: Weight,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    let mut buffers = InputBuffers::default();
+    let mut input = Input::new(x, m, w.cols(), &mut buffers);
+    matmul(pool, w, &mut input, out)
+}
+
+fn matmul_packed(pool: &rayon::ThreadPool, w: &PackedMatrix, input: &mut Input, out: &mut [f32]) {
+    let m = input.rows();
+    macro_rules! run {
+        ($kernel:expr) => {
+            // SAFETY: a PackedMatrix exists only for a path this CPU has, and its panels
+            // match its format and shape, which `matmul` checked against the input.
+            unsafe { driver::drive(pool, w, &$kernel, m, out) }
+        };
+    }
+    let blocking = if w.format.block() == 256 {
+        Blocking::By256
+    } else {
+        Blocking::By32
+    };
+    if w.format.is_float() {
+        let x = input.values();
+        match w.format {
+            Format::F32 => run!(float::Float::<{ float::F32 }> { w, x }),
+            Format::F16 => run!(float::Float::<{ float::F16 }> { w, x }),
+            _ => run!(float::Float::<{ float::BF16 }> { w, x }),
+        }
+        return;
+    }
+    let act = input.quantized(pool, blocking);
+    match w.format {
+        Format::Q4_0 => run!(Nibble32::<false, false> { w, act }),
+        Format::Q4_1 => run!(Nibble32::<false, true> { w, act }),
+        Format::Q5_0 => run!(Nibble32::<true, false> { w, act }),
+        Format::Q5_1 => run!(Nibble32::<true, true> { w, act }),
+        Format::Q8_0 => run!(Q8_0 { w, act }),
+        Format::Q4K => run!(K4::<false> { w, act }),
+        Format::Q5K => run!(K4::<true> { w, act }),
+        _ => run!(Q6K { w, act }),
+    }
 }
 
 /// Dequantizes row `row` of `w` into `out` (`cols` values), e.g. for an embedding lookup.
 pub fn dequantize_row(w: &MatrixRef, row: usize, out: &mut [f32]) -> Result<(), KernelError> {
     const OP: &str = "dequantize_row";
-    w.check(OP)?;
-    if row >= w.rows {
+    if row >= w.rows() {
         return Err(KernelError::RowOutOfRange {
             op: OP,
-            dtype: w.dtype,
+            dtype: w.dtype(),
             row,
-            rows: w.rows,
-            cols: w.cols,
+            rows: w.rows(),
+            cols: w.cols(),
         });
     }
-    if out.len() != w.cols {
+    if out.len() != w.cols() {
         return Err(KernelError::Shape {
             op: OP,
-            dtype: w.dtype,
-            rows: w.rows,
-            cols: w.cols,
+            dtype: w.dtype(),
+            rows: w.rows(),
+            cols: w.cols(),
             m: 1,
             what: "out",
-            expected: w.cols,
+            expected: w.cols(),
             got: out.len(),
         });
     }
-    generic::dequantize_row(w.dtype, w.row(row), out);
+    generic::dequantize_row(w.dtype(), w.row(row), out);
     Ok(())
-}
-
-/// Whether this CPU has the SIMD kernel for `dtype` (checked at run time, cached by std).
-fn simd_available(dtype: GgmlDType) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let base = is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("fma");
-        match dtype {
-            GgmlDType::Q4_1 | GgmlDType::Q8_0 => {
-                base && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("f16c")
-            }
-            GgmlDType::F32 | GgmlDType::BF16 => base,
-            GgmlDType::F16 => base && is_x86_feature_detected!("f16c"),
-            _ => false,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = dtype;
-        false
-    }
-}
-
-thread_local! {
-    /// Reused quantized-activation buffers, so steady-state calls do not allocate.
-    static ACTIVATIONS: RefCell<QuantizedActivations> = RefCell::new(QuantizedActivations::default());
-}
-
-/// Quantizes `x` into this thread's reusable buffer and runs `f` on it.
-fn with_activations<F: FnOnce(&QuantizedActivations)>(x: &[f32], m: usize, cols: usize, f: F) {
-    // Taking the buffer out (instead of holding a borrow) keeps a nested call safe.
-    let mut act = ACTIVATIONS.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
-    act.quantize(x, m, cols);
-    f(&act);
-    ACTIVATIONS.with(|cell| *cell.borrow_mut() = act);
-}
-
-/// Most weight rows and activation rows in one register tile.
-const TILE: usize = 4;
-
-/// A dot-product kernel for one weight type, with its prepared activations.
-pub(crate) trait TileKernel: Sync {
-    /// `out[j][n] = dot(weight row rows[j], activation row acts[n])`. Each element must be
-    /// computed with the same operations whatever `R`, `N` and its place in the tile.
-    fn tile<const R: usize, const N: usize>(
-        &self,
-        rows: [usize; R],
-        acts: [usize; N],
-    ) -> [[f32; N]; R];
-}
-
-/// The output pointer shared by the tasks, which write disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (their own output rows) and `drive` joins them all
-// before the borrow of `out` ends.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
-/// Output rows per task: about 8 tasks per thread, a multiple of the tile, 16 to 64 rows so
-/// that a chunk of weights stays in cache while all activation rows pass over it.
-fn rows_per_task(rows: usize, threads: usize) -> usize {
-    let target = rows.div_ceil(threads.max(1) * 8);
-    target.div_ceil(TILE).clamp(4, 16) * TILE
-}
-
-/// Runs `kernel` over all output rows, in parallel over row chunks.
-fn drive<K: TileKernel>(
-    pool: &rayon::ThreadPool,
-    kernel: &K,
-    w: &MatrixRef,
-    m: usize,
-    out: &mut [f32],
-) {
-    let rows = w.rows;
-    let threads = pool.current_num_threads();
-    let chunk = rows_per_task(rows, threads);
-    let tasks = rows.div_ceil(chunk);
-    let out = OutPtr(out.as_mut_ptr());
-    let task = move |t: usize| {
-        let start = t * chunk;
-        let end = (start + chunk).min(rows);
-        compute_rows(kernel, start, end, rows, m, out);
-    };
-    if threads <= 1 || tasks <= 1 {
-        (0..tasks).for_each(task);
-    } else {
-        pool.install(|| (0..tasks).into_par_iter().for_each(task));
-    }
-}
-
-/// Computes output rows `start..end` for all `m` activation rows: activation groups outer,
-/// weight tiles inner, so the chunk's weights are reused from cache by every group.
-fn compute_rows<K: TileKernel>(
-    kernel: &K,
-    start: usize,
-    end: usize,
-    rows: usize,
-    m: usize,
-    out: OutPtr,
-) {
-    let mut i = 0;
-    while i < m {
-        let n = (m - i).min(TILE);
-        let mut r = start;
-        while r < end {
-            let rc = (end - r).min(TILE);
-            macro_rules! tile {
-                ($R:literal, $N:literal) => {{
-                    let result = kernel.tile::<$R, $N>(
-                        std::array::from_fn(|j| r + j),
-                        std::array::from_fn(|j| i + j),
-                    );
-                    for (j, row) in result.iter().enumerate() {
-                        for (a, &v) in row.iter().enumerate() {
-                            // SAFETY: i + a < m and r + j < rows, so the index is inside
-                            // `out` (length m * rows, checked by matmul); this task alone
-                            // owns output row r + j.
-                            unsafe { *out.0.add((i + a) * rows + r + j) = v };
-                        }
-                    }
-                }};
-            }
-            match (rc, n) {
-                (4, 4) => tile!(4, 4),
-                (4, 3) => tile!(4, 3),
-                (4, 2) => tile!(4, 2),
-                (4, 1) => tile!(4, 1),
-                (3, 4) => tile!(3, 4),
-                (3, 3) => tile!(3, 3),
-                (3, 2) => tile!(3, 2),
-                (3, 1) => tile!(3, 1),
-                (2, 4) => tile!(2, 4),
-                (2, 3) => tile!(2, 3),
-                (2, 2) => tile!(2, 2),
-                (2, 1) => tile!(2, 1),
-                (1, 4) => tile!(1, 4),
-                (1, 3) => tile!(1, 3),
-                (1, 2) => tile!(1, 2),
-                _ => tile!(1, 1),
-            }
-            r += rc;
-        }
-        i += n;
-    }
-}
-
-/// Horizontal sum of 16 lanes in a fixed order (std's `_mm512_reduce_add_ps` does not
-/// promise one).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-pub(crate) fn hsum512(v: std::arch::x86_64::__m512) -> f32 {
-    use std::arch::x86_64::*;
-    let lo = _mm512_castps512_ps256(v);
-    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
-    let s8 = _mm256_add_ps(lo, hi);
-    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
-    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    let s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
-    _mm_cvtss_f32(s1)
-}
-
-/// `[v0; 8] ++ [v2; 8]`: the scales of a pair of blocks, each over its block's 8 i32 lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[inline]
-pub(crate) fn spread_pair(v: std::arch::x86_64::__m128) -> std::arch::x86_64::__m512 {
-    use std::arch::x86_64::*;
-    let index = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-    _mm512_permutexvar_ps(index, _mm512_castps128_ps512(v))
 }

@@ -1,0 +1,124 @@
+//! The tile driver every packed kernel shares: output panels split into tasks over a thread
+//! pool, each task computing its panels for every activation row on the chosen back end.
+
+use rayon::prelude::*;
+
+use super::cpu::CpuPath;
+use super::packed::PackedMatrix;
+#[cfg(target_arch = "x86_64")]
+use super::simd::{avx2::Avx2, avx512::Avx512};
+use super::simd::{scalar::Scalar, Simd};
+
+/// A kernel over a packed weight matrix and its prepared activations.
+pub(crate) trait Kernel: Sync {
+    /// Computes weight panel `panel` against activation rows `act..act + N` and stores the
+    /// results through `out`. Each output element must see the same operations whatever `N`.
+    ///
+    /// # Safety
+    /// The CPU must have `S`'s features; `panel` and the activation rows must exist.
+    unsafe fn tile<S: Simd, const N: usize>(&self, panel: usize, act: usize, out: &Output);
+}
+
+/// The output matrix, (m, rows) row-major; tasks write disjoint weight rows of it.
+pub(crate) struct Output {
+    ptr: *mut f32,
+    rows: usize,
+}
+
+// SAFETY: tasks write disjoint elements (the rows of their own panels) and `drive` joins them
+// all before the borrow of the output slice ends.
+unsafe impl Sync for Output {}
+
+impl Output {
+    /// Stores lane values for activation row `act`, weight rows `first..` (those below `rows`).
+    ///
+    /// # Safety
+    /// `act` must be below the output's `m`; the CPU must have `S`'s features.
+    #[inline(always)]
+    pub(crate) unsafe fn store<S: Simd>(&self, act: usize, first: usize, v: S::F) {
+        if first >= self.rows {
+            return;
+        }
+        // SAFETY: row `act` of the output holds `rows` values and `first < rows`.
+        unsafe {
+            let at = self.ptr.add(act * self.rows + first);
+            if first + S::LANES <= self.rows {
+                S::fstore(at, v);
+            } else {
+                let mut lanes = [0f32; 16];
+                S::fstore(lanes.as_mut_ptr(), v);
+                std::ptr::copy_nonoverlapping(lanes.as_ptr(), at, self.rows - first);
+            }
+        }
+    }
+}
+
+/// Weight bytes a task should span: small enough to stay in a core's L2 cache while every
+/// activation tile passes over them.
+const TASK_BYTES: usize = 192 * 1024;
+
+/// Runs `kernel` over the panels of `w` for `m` activation rows, into `out` (`m * rows`
+/// values), on `pool` split over panels.
+///
+/// # Safety
+/// The CPU must have the features of `w`'s path; the kernel must read `w`'s panels.
+pub(crate) unsafe fn drive<K: Kernel>(
+    pool: &rayon::ThreadPool,
+    w: &PackedMatrix,
+    kernel: &K,
+    m: usize,
+    out: &mut [f32],
+) {
+    let (path, panels, panel_bytes, rows) = (w.path, w.panels(), w.panel_bytes, w.rows());
+    debug_assert_eq!(out.len(), m * rows);
+    let out = Output {
+        ptr: out.as_mut_ptr(),
+        rows,
+    };
+    let threads = pool.current_num_threads();
+    // About 8 tasks per thread for balance; fewer, larger ones when a task would not fill the
+    // cache anyway; never more panels than fit the cache budget when activations are reused.
+    let by_balance = panels.div_ceil(threads * 8).max(1);
+    let by_cache = (TASK_BYTES / panel_bytes.max(1)).max(1);
+    let per_task = if m > 4 {
+        by_balance.min(by_cache)
+    } else {
+        by_balance
+    };
+    let tasks = panels.div_ceil(per_task);
+    let task = |t: usize| {
+        let range = t * per_task..((t + 1) * per_task).min(panels);
+        // SAFETY: forwarded from the caller; tasks cover disjoint panels.
+        unsafe { run(path, kernel, range, m, &out) }
+    };
+    if threads <= 1 || tasks <= 1 {
+        (0..tasks).for_each(task);
+    } else {
+        pool.install(|| (0..tasks).into_par_iter().for_each(task));
+    }
+}
+
+/// One task on the back end of `path`.
+///
+/// # Safety
+/// As `drive`.
+unsafe fn run<K: Kernel>(
+    path: CpuPath,
+    kernel: &K,
+    panels: std::ops::Range<usize>,
+    m: usize,
+    out: &Output,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match path {
+            CpuPath::Scalar => Scalar::run(kernel, panels, m, out),
+            #[cfg(target_arch = "x86_64")]
+            CpuPath::Avx2 => Avx2::run(kernel, panels, m, out),
+            #[cfg(target_arch = "x86_64")]
+            CpuPath::Avx512 => Avx512::run(kernel, panels, m, out),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => Scalar::run(kernel, panels, m, out),
+        }
+    }
+}

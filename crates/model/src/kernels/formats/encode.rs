@@ -1,0 +1,81 @@
+//! Writes one row's canonical block into its lane of a packed block (layout in `packed.rs`).
+
+use super::super::packed::{Format, Layout};
+use super::canonical::Canonical;
+
+/// Sets bit `bit` of the mask that starts at `at`.
+fn set_bit(out: &mut [u8], at: usize, bit: usize, on: bool) {
+    if on {
+        out[at + bit / 8] |= 1 << (bit % 8);
+    }
+}
+
+/// Writes lane `lane` (of `g`) of one block of `format`. `out` is the block's bytes, zeroed
+/// before the first lane is written.
+pub(crate) fn write(
+    format: Format,
+    layout: &Layout,
+    g: usize,
+    lane: usize,
+    block: &Canonical,
+    out: &mut [u8],
+) {
+    let values = format.block();
+    out[2 * lane..2 * lane + 2].copy_from_slice(&block.d.to_le_bytes());
+    if matches!(
+        format,
+        Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K
+    ) {
+        let at = layout.m + 2 * lane;
+        out[at..at + 2].copy_from_slice(&block.m.to_le_bytes());
+    }
+    // Pairs of sub-block scales (and minimums), pair u at u * 2g, two bytes per lane.
+    let pairs = |out: &mut [u8], at: usize, items: &[i8]| {
+        for (u, pair) in items.chunks_exact(2).enumerate() {
+            let p = at + u * 2 * g + 2 * lane;
+            out[p] = pair[0] as u8;
+            out[p + 1] = pair[1] as u8;
+        }
+    };
+    match format {
+        Format::Q4K | Format::Q5K => {
+            pairs(out, layout.scales, &block.scales[..8]);
+            pairs(out, layout.mins, &block.mins);
+        }
+        Format::Q6K => pairs(out, layout.scales, &block.scales),
+        _ => {}
+    }
+    if format == Format::Q8_0 {
+        // Register k: values 4k..4k + 4 of every lane, 4 bytes per lane.
+        for k in 0..8 {
+            let at = layout.qs + k * 4 * g + 4 * lane;
+            out[at..at + 4].copy_from_slice(&block.q[4 * k..4 * k + 4]);
+        }
+        return;
+    }
+    let high = matches!(format, Format::Q5_0 | Format::Q5_1 | Format::Q5K);
+    for c in 0..values / 8 {
+        for b in 0..4 {
+            let (lo, hi) = (block.q[8 * c + b], block.q[8 * c + 4 + b]);
+            out[layout.qs + c * 4 * g + 4 * lane + b] = (lo & 0x0f) | (hi & 0x0f) << 4;
+            if high {
+                // Chunk c's masks: low nibbles' bits, then high nibbles', g / 2 bytes each.
+                let at = layout.high + c * g;
+                set_bit(out, at, 4 * lane + b, lo & 0x10 != 0);
+                set_bit(out, at + g / 2, 4 * lane + b, hi & 0x10 != 0);
+            }
+        }
+    }
+    if format == Format::Q6K {
+        // Plane j covers values 16j..16j + 16 (chunks 2j and 2j + 1): register p = value / 4
+        // within the plane keeps its bits 4-5 at bits 2p, 2p + 1 of the lane's byte value % 4.
+        for j in 0..16 {
+            for p in 0..4 {
+                for b in 0..4 {
+                    let bits = (block.q[16 * j + 4 * p + b] >> 4) & 3;
+                    out[layout.planes + j * 4 * g + 4 * lane + b] |= bits << (2 * p);
+                }
+            }
+        }
+    }
+}

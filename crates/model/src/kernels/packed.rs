@@ -1,0 +1,283 @@
+//! Weight matrices repacked at load into the layout their kernels read: panels of interleaved
+//! rows, one lane per row, the same bytes per row as the GGUF blocks (K-quants: 2-3% more, for
+//! unpacked 6-bit scales).
+//!
+//! A panel is `lanes` rows (two vectors' worth for the float formats). Panel `p` holds, block
+//! after block, the sections of that block for every row of the panel, each section lane-major:
+//!
+//! | section | per lane and block | formats |
+//! |---|---|---|
+//! | `d` | f16 scale | all quantized |
+//! | `m` | f16 minimum (Q4_1, Q5_1) or K-quant `dmin` | Q4_1, Q5_1, Q4_K, Q5_K |
+//! | `scales` | i8 sub-block scale pairs | Q4_K, Q5_K (8), Q6_K (16) |
+//! | `mins` | i8 sub-block minimum pairs | Q4_K, Q5_K (8) |
+//! | `high` | bit 4 of every value, as masks | Q5_0, Q5_1, Q5_K |
+//! | `planes` | bits 4-5 of every value, 4 registers per byte | Q6_K |
+//! | `qs` | low 4 bits (8 bits for Q8_0) | all quantized |
+//!
+//! Values are unsigned quants (Q8_0: signed), in "chunks" of 8 per lane: chunk `c` covers values
+//! `8c..8c + 8` of a block, one 4-byte group per lane whose low nibbles are values `8c..8c + 4`
+//! and high nibbles `8c + 4..8c + 8`. A kernel broadcasts the matching 4 activation bytes.
+//! Float formats store each column's values for the panel's rows consecutively.
+
+use candle_core::quantized::GgmlDType;
+use rayon::prelude::*;
+
+use super::cpu::CpuPath;
+use super::formats::{canonical, encode};
+use super::{KernelError, MatrixRef};
+
+/// The weight formats with packed kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
+    F32,
+    F16,
+    BF16,
+}
+
+impl Format {
+    pub(crate) fn of(dtype: GgmlDType) -> Option<Format> {
+        Some(match dtype {
+            GgmlDType::Q4_0 => Format::Q4_0,
+            GgmlDType::Q4_1 => Format::Q4_1,
+            GgmlDType::Q5_0 => Format::Q5_0,
+            GgmlDType::Q5_1 => Format::Q5_1,
+            GgmlDType::Q8_0 => Format::Q8_0,
+            GgmlDType::Q4K => Format::Q4K,
+            GgmlDType::Q5K => Format::Q5K,
+            GgmlDType::Q6K => Format::Q6K,
+            GgmlDType::F32 => Format::F32,
+            GgmlDType::F16 => Format::F16,
+            GgmlDType::BF16 => Format::BF16,
+            _ => return None,
+        })
+    }
+
+    /// Values per block (1 for the float formats).
+    pub(crate) fn block(self) -> usize {
+        match self {
+            Format::Q4K | Format::Q5K | Format::Q6K => 256,
+            Format::F32 | Format::F16 | Format::BF16 => 1,
+            _ => 32,
+        }
+    }
+
+    pub(crate) fn is_float(self) -> bool {
+        self.block() == 1
+    }
+
+    /// Rows per panel on a path with `lanes` lanes.
+    pub(crate) fn panel_rows(self, lanes: usize) -> usize {
+        if self.is_float() {
+            2 * lanes
+        } else {
+            lanes
+        }
+    }
+
+    /// The sections of one block for `g` rows.
+    pub(crate) fn layout(self, g: usize) -> Layout {
+        use Format::*;
+        let (mins_f16, scales, mins, high, planes, qs) = match self {
+            Q4_0 => (false, 0, 0, false, 0, 16),
+            Q4_1 => (true, 0, 0, false, 0, 16),
+            Q5_0 => (false, 0, 0, true, 0, 16),
+            Q5_1 => (true, 0, 0, true, 0, 16),
+            Q8_0 => (false, 0, 0, false, 0, 32),
+            Q4K => (true, 8, 8, false, 0, 128),
+            Q5K => (true, 8, 8, true, 0, 128),
+            Q6K => (false, 16, 0, false, 64, 128),
+            F32 => return Layout::float(4 * g),
+            F16 | BF16 => return Layout::float(2 * g),
+        };
+        let d = 0;
+        let m = d + 2 * g;
+        let scales_at = m + if mins_f16 { 2 * g } else { 0 };
+        let mins_at = scales_at + scales * g;
+        let high_at = mins_at + mins * g;
+        let planes_at = high_at + if high { self.block() / 8 * g } else { 0 };
+        let qs_at = planes_at + planes * g;
+        Layout {
+            m,
+            scales: scales_at,
+            mins: mins_at,
+            high: high_at,
+            planes: planes_at,
+            qs: qs_at,
+            block_bytes: qs_at + qs * g,
+        }
+    }
+}
+
+/// Byte offsets of a block's sections (see the module's table), and its size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub(crate) m: usize,
+    pub(crate) scales: usize,
+    pub(crate) mins: usize,
+    pub(crate) high: usize,
+    pub(crate) planes: usize,
+    pub(crate) qs: usize,
+    pub(crate) block_bytes: usize,
+}
+
+impl Layout {
+    fn float(block_bytes: usize) -> Layout {
+        Layout {
+            m: 0,
+            scales: 0,
+            mins: 0,
+            high: 0,
+            planes: 0,
+            qs: 0,
+            block_bytes,
+        }
+    }
+}
+
+/// 64-byte aligned owned bytes.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A weight matrix repacked for one CPU path.
+pub struct PackedMatrix {
+    pub(crate) format: Format,
+    dtype: GgmlDType,
+    pub(crate) path: CpuPath,
+    rows: usize,
+    cols: usize,
+    pub(crate) panel_rows: usize,
+    pub(crate) panel_bytes: usize,
+    pub(crate) layout: Layout,
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl PackedMatrix {
+    /// Whether `dtype` has a packed kernel.
+    pub fn packs(dtype: GgmlDType) -> bool {
+        Format::of(dtype).is_some()
+    }
+
+    /// Repacks `w` for `path` (which this CPU must have), on the current rayon pool.
+    pub fn pack(w: &MatrixRef, path: CpuPath) -> Result<PackedMatrix, KernelError> {
+        const OP: &str = "PackedMatrix::pack";
+        let format = Format::of(w.dtype()).ok_or(KernelError::Unsupported {
+            op: OP,
+            dtype: w.dtype(),
+        })?;
+        if !path.available() {
+            return Err(KernelError::CpuPathUnavailable {
+                path: path.name(),
+                features: path.features().join(", "),
+            });
+        }
+        let panel_rows = format.panel_rows(path.lanes());
+        let layout = format.layout(panel_rows);
+        let blocks = w.cols() / format.block();
+        let panel_bytes = layout.block_bytes * blocks;
+        let panels = w.rows().div_ceil(panel_rows);
+        let len = panels * panel_bytes;
+        let mut lines = vec![Line([0; 64]); len.div_ceil(64)];
+        // SAFETY: `Line` is plain bytes; the vector holds at least `len` of them.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), len) };
+        bytes
+            .par_chunks_mut(panel_bytes.max(1))
+            .enumerate()
+            .for_each(|(panel, out)| pack_panel(w, format, panel_rows, layout, panel, out));
+        Ok(PackedMatrix {
+            format,
+            dtype: w.dtype(),
+            path,
+            rows: w.rows(),
+            cols: w.cols(),
+            panel_rows,
+            panel_bytes,
+            layout,
+            lines,
+            len,
+        })
+    }
+
+    pub fn dtype(&self) -> GgmlDType {
+        self.dtype
+    }
+
+    pub fn path(&self) -> CpuPath {
+        self.path
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes held (the GGUF tensor's size, plus padding rows and unpacked K-quant scales).
+    pub fn byte_len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn panels(&self) -> usize {
+        self.rows.div_ceil(self.panel_rows)
+    }
+
+    /// The first byte of panel `p`.
+    #[inline(always)]
+    pub(crate) fn panel(&self, p: usize) -> *const u8 {
+        debug_assert!(p < self.panels());
+        // SAFETY: panel p lies inside the `len` initialised bytes.
+        unsafe { self.lines.as_ptr().cast::<u8>().add(p * self.panel_bytes) }
+    }
+}
+
+/// Writes panel `panel` (rows from `panel * g`), block after block; rows past the matrix stay 0.
+fn pack_panel(
+    w: &MatrixRef,
+    format: Format,
+    g: usize,
+    layout: Layout,
+    panel: usize,
+    out: &mut [u8],
+) {
+    let first = panel * g;
+    let lanes = w.rows().saturating_sub(first).min(g);
+    if format.is_float() {
+        let size = layout.block_bytes / g;
+        for lane in 0..lanes {
+            let row = w.row(first + lane);
+            for (k, value) in row.chunks_exact(size).enumerate() {
+                let at = k * layout.block_bytes + lane * size;
+                out[at..at + size].copy_from_slice(value);
+            }
+        }
+        return;
+    }
+    let source_bytes = w.dtype().type_size();
+    for lane in 0..lanes {
+        let row = w.row(first + lane);
+        for (b, source) in row.chunks_exact(source_bytes).enumerate() {
+            let block = canonical::decode(format, source);
+            let at = b * layout.block_bytes;
+            encode::write(
+                format,
+                &layout,
+                g,
+                lane,
+                &block,
+                &mut out[at..at + layout.block_bytes],
+            );
+        }
+    }
+}
