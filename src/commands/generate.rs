@@ -120,6 +120,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     stdout.flush()?;
     print_summary(strategy, &output);
+    eprintln!(
+        "[pipespec] target kernels: {}",
+        crate::commands::info::load_summary(&loaded.model)
+    );
     Ok(())
 }
 

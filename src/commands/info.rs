@@ -47,8 +47,24 @@ pub fn run(args: InfoArgs) -> Result<()> {
             bytes as f64 / 1e6
         );
     }
+    println!("kernels:            {}", load_summary(&loaded.model));
     print_tokenizer(&loaded.tokenizer);
     Ok(())
+}
+
+/// The CPU path, what loading cost and the memory held, in one line.
+pub fn load_summary(model: &pipespec_model::Model) -> String {
+    let report = model.load_report();
+    let resident = pipespec_model::resident_bytes()
+        .map(|bytes| format!(", {:.1} MB resident", bytes as f64 / 1e6))
+        .unwrap_or_default();
+    format!(
+        "{} ({} in {:.2} s, {:.1} MB owned{resident})",
+        report.cpu,
+        if report.packed { "repacked" } else { "raw" },
+        report.seconds,
+        report.owned_bytes as f64 / 1e6,
+    )
 }
 
 fn print_tokenizer(tokenizer: &Tokenizer) {

@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod gguf_writer;
 pub mod home;
 pub mod kernels;
+pub mod matrices;
 pub mod model;
 pub mod ops;
 pub mod quantize;

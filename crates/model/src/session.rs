@@ -10,7 +10,7 @@ use crate::error::{ModelError, Result};
 use crate::kernels::{self, Input, InputBuffers};
 use crate::model::Model;
 use crate::ops;
-use crate::weights::{LayerWeights, Matrix};
+use crate::weights::{LayerWeights, Matrix, Stacked};
 
 /// Prompt positions processed per pass during prefill (bounds scratch memory).
 const PREFILL_CHUNK: usize = 256;
@@ -29,6 +29,7 @@ struct Scratch {
     up: Vec<f32>,        // (rows, intermediate)
     logits: Vec<f32>,    // (rows or 1, vocab)
     rope: Vec<f32>,      // (rows, rope_dim): cos then sin of every new position
+    stacked: Vec<f32>,   // (rows, rows of a stacked matrix)
     input: InputBuffers, // quantized forms of `normed` and friends
 }
 
@@ -73,6 +74,45 @@ fn matmul(
 ) -> Result<()> {
     let weight = matrix.weight().map_err(|e| kernel_error(what, e))?;
     kernels::matmul(pool, weight, input, out).map_err(|e| kernel_error(what, e))
+}
+
+/// Every part of `stacked` times `input` into its output in `outs` (rows of each part's size):
+/// a matrix holding one part writes it directly, a stacked one through `staging`.
+fn matmul_stacked(
+    pool: &rayon::ThreadPool,
+    stacked: &Stacked,
+    input: &mut Input,
+    outs: &mut [&mut [f32]],
+    staging: &mut Vec<f32>,
+    what: &str,
+) -> Result<()> {
+    let m = input.rows();
+    for (index, matrix) in stacked.matrices.iter().enumerate() {
+        let mine = || {
+            stacked
+                .parts
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.0 == index)
+        };
+        let only = mine().count() == 1;
+        if let (true, Some((part, _))) = (only, mine().next()) {
+            matmul(pool, matrix, input, outs[part], what)?;
+            continue;
+        }
+        let rows = matrix.rows();
+        let all = sized(staging, m * rows);
+        matmul(pool, matrix, input, all, what)?;
+        for (part, &(_, first, part_rows)) in mine() {
+            for (out, row) in outs[part]
+                .chunks_exact_mut(part_rows)
+                .zip(all.chunks_exact(rows))
+            {
+                out.copy_from_slice(&row[first..first + part_rows]);
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Session {
@@ -227,9 +267,15 @@ impl Forward<'_> {
         ops::rms_norm_rows(&s.x, &layer.attention_norm, c.rms_norm_eps, &mut s.normed);
         // q, k and v for every new position, from one quantization of the normed rows
         let mut input = Input::new(&s.normed, rows, c.hidden_size, &mut s.input);
-        matmul(pool, &layer.q, &mut input, &mut s.q, "attn_q")?;
-        matmul(pool, &layer.k, &mut input, &mut s.k, "attn_k")?;
-        matmul(pool, &layer.v, &mut input, &mut s.v, "attn_v")?;
+        let mut outs = [&mut s.q[..], &mut s.k[..], &mut s.v[..]];
+        matmul_stacked(
+            pool,
+            &layer.qkv,
+            &mut input,
+            &mut outs,
+            &mut s.stacked,
+            "attn_qkv",
+        )?;
         // biases (qwen2), RoPE on q and k, k and v into the cache
         let rope_width = self.model.rope.table_width();
         for row in 0..rows {
@@ -282,8 +328,15 @@ impl Forward<'_> {
         ops::rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_norm_eps, &mut s.normed);
         // gate and up from one quantization of the normed rows
         let mut input = Input::new(&s.normed, rows, c.hidden_size, &mut s.input);
-        matmul(pool, &layer.gate, &mut input, &mut s.gate, "ffn_gate")?;
-        matmul(pool, &layer.up, &mut input, &mut s.up, "ffn_up")?;
+        let mut outs = [&mut s.gate[..], &mut s.up[..]];
+        matmul_stacked(
+            pool,
+            &layer.gate_up,
+            &mut input,
+            &mut outs,
+            &mut s.stacked,
+            "ffn_gate_up",
+        )?;
         // SwiGLU
         ops::silu_mul(&mut s.gate, &s.up);
         // down projection, and the residual connection back into x

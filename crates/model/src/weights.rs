@@ -1,5 +1,5 @@
-//! The model's weights: matrices repacked for the kernels (or kept as raw GGUF bytes, borrowed
-//! from the shared memory map), vectors as f32.
+//! The model's weights, loaded and shape-checked: matrices repacked for the kernels (stacked
+//! where they read one input), the token embedding raw for lookups, vectors as f32.
 
 use std::sync::Arc;
 
@@ -8,170 +8,21 @@ use candle_core::quantized::GgmlDType;
 use crate::config::{Architecture, Config};
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, TensorInfo};
-use crate::kernels::{self, CpuPath, MatrixRef, PackedMatrix, Weight};
-
-/// 64-byte aligned storage for tensors that cannot be used in place.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct AlignedChunk([u8; 64]);
-
-enum Storage {
-    Mapped { file: Arc<GgufFile>, offset: usize },
-    Owned(Vec<AlignedChunk>),
-}
-
-/// A matrix kept as raw GGUF bytes: borrowed from the shared memory map (or owned when a file's
-/// alignment forces a copy). The token embedding stays raw for row lookups.
-pub struct RawMatrix {
-    pub dtype: GgmlDType,
-    pub rows: usize,
-    pub cols: usize,
-    byte_len: usize,
-    storage: Storage,
-}
-
-impl RawMatrix {
-    /// Wraps a 1-D or 2-D tensor of `file`, zero-copy when its data is 32-byte aligned.
-    pub fn from_gguf(file: &Arc<GgufFile>, info: &TensorInfo) -> Result<RawMatrix> {
-        let (cols, rows) = match info.dims.as_slice() {
-            [cols, rows] => (*cols, *rows),
-            [cols] => (*cols, 1),
-            _ => {
-                return Err(ModelError::TensorShape {
-                    path: file.path().to_path_buf(),
-                    name: info.name.clone(),
-                    found: info.dims.clone(),
-                    expected: vec![0, 0],
-                })
-            }
-        };
-        if !kernels::supported(info.dtype) {
-            return Err(ModelError::UnsupportedTensorType {
-                path: file.path().to_path_buf(),
-                name: info.name.clone(),
-                dtype: format!("{:?}", info.dtype),
-            });
-        }
-        let storage = if info.offset.is_multiple_of(32) {
-            Storage::Mapped {
-                file: file.clone(),
-                offset: info.offset,
-            }
-        } else {
-            Storage::Owned(aligned_copy(file.tensor_bytes(info)))
-        };
-        let matrix = RawMatrix {
-            dtype: info.dtype,
-            rows,
-            cols,
-            byte_len: info.byte_len,
-            storage,
-        };
-        matrix
-            .view()
-            .map_err(|e| ModelError::Kernel(format!("tensor `{}`: {e}", info.name)))?;
-        Ok(matrix)
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        match &self.storage {
-            Storage::Mapped { file, offset } => {
-                &file.mapped_bytes()[*offset..*offset + self.byte_len]
-            }
-            Storage::Owned(chunks) => {
-                // SAFETY: AlignedChunk is plain bytes; the vector holds at least byte_len of them.
-                let all = unsafe {
-                    std::slice::from_raw_parts(chunks.as_ptr().cast::<u8>(), chunks.len() * 64)
-                };
-                &all[..self.byte_len]
-            }
-        }
-    }
-
-    pub fn view(&self) -> std::result::Result<MatrixRef<'_>, kernels::KernelError> {
-        MatrixRef::new(self.dtype, self.rows, self.cols, self.bytes())
-    }
-
-    /// Bytes this process owns for the matrix (0 when it is mapped).
-    pub fn owned_bytes(&self) -> usize {
-        match self.storage {
-            Storage::Mapped { .. } => 0,
-            Storage::Owned(_) => self.byte_len,
-        }
-    }
-}
-
-/// A weight matrix as the forward pass multiplies it: repacked for the CPU path, or raw for
-/// the types without a packed kernel.
-pub enum Matrix {
-    Packed(PackedMatrix),
-    Raw(RawMatrix),
-}
-
-impl Matrix {
-    /// The kernels' view of the matrix.
-    pub fn weight(&self) -> std::result::Result<Weight<'_>, kernels::KernelError> {
-        Ok(match self {
-            Matrix::Packed(packed) => Weight::Packed(packed),
-            Matrix::Raw(raw) => Weight::Raw(raw.view()?),
-        })
-    }
-
-    pub fn dtype(&self) -> GgmlDType {
-        match self {
-            Matrix::Packed(packed) => packed.dtype(),
-            Matrix::Raw(raw) => raw.dtype,
-        }
-    }
-
-    /// Bytes this process owns for the matrix.
-    pub fn owned_bytes(&self) -> usize {
-        match self {
-            Matrix::Packed(packed) => packed.byte_len(),
-            Matrix::Raw(raw) => raw.owned_bytes(),
-        }
-    }
-}
-
-/// How a model's matrices are prepared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LoadOptions {
-    /// The kernels' CPU path.
-    pub cpu: CpuPath,
-    /// Repack quantized matrices (float ones always are); `false` keeps their GGUF bytes and
-    /// runs candle's dot products, the reference the packed kernels are compared with.
-    pub pack: bool,
-}
-
-impl LoadOptions {
-    /// The process's CPU path (`PIPESPEC_CPU`, else the best), with packed weights.
-    pub fn selected() -> Result<LoadOptions> {
-        let cpu = CpuPath::selected().map_err(|e| ModelError::Kernel(e.to_string()))?;
-        Ok(LoadOptions { cpu, pack: true })
-    }
-}
-
-fn aligned_copy(bytes: &[u8]) -> Vec<AlignedChunk> {
-    let mut chunks = vec![AlignedChunk([0; 64]); bytes.len().div_ceil(64)];
-    for (chunk, source) in chunks.iter_mut().zip(bytes.chunks(64)) {
-        chunk.0[..source.len()].copy_from_slice(source);
-    }
-    chunks
-}
+use crate::kernels::{self, PackedMatrix};
+pub use crate::matrices::{LoadOptions, Matrix, RawMatrix, Stacked};
 
 /// One transformer block's weights.
 pub struct LayerWeights {
     pub attention_norm: Vec<f32>,
-    pub q: Matrix,
-    pub k: Matrix,
-    pub v: Matrix,
+    /// q, k and v, in that order.
+    pub qkv: Stacked,
     pub q_bias: Option<Vec<f32>>,
     pub k_bias: Option<Vec<f32>>,
     pub v_bias: Option<Vec<f32>>,
     pub attention_output: Matrix,
     pub ffn_norm: Vec<f32>,
-    pub gate: Matrix,
-    pub up: Matrix,
+    /// gate and up, in that order.
+    pub gate_up: Stacked,
     pub down: Matrix,
 }
 
@@ -193,18 +44,10 @@ impl Weights {
             .layers
             .iter()
             .map(|l| {
-                [
-                    &l.q,
-                    &l.k,
-                    &l.v,
-                    &l.attention_output,
-                    &l.gate,
-                    &l.up,
-                    &l.down,
-                ]
-                .iter()
-                .map(|m| m.owned_bytes())
-                .sum::<usize>()
+                l.qkv.owned_bytes()
+                    + l.gate_up.owned_bytes()
+                    + l.attention_output.owned_bytes()
+                    + l.down.owned_bytes()
             })
             .sum();
         layers + self.output.owned_bytes() + self.token_embedding.owned_bytes()
@@ -256,20 +99,71 @@ impl<'a> WeightLoader<'a> {
     }
 
     /// A matrix with `rows` outputs of `cols` inputs, repacked when its type has a kernel
-    /// (and `options.pack`, for the quantized types); the mapped pages it was packed from are
-    /// released.
+    /// (and `options.pack`, for the quantized types).
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        let raw = self.raw_matrix(name, rows, cols)?;
-        let float = matches!(raw.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
-        if !PackedMatrix::packs(raw.dtype) || !(self.options.pack || float) {
-            return Ok(Matrix::Raw(raw));
+        let mut stacked = self.stacked(&[(name, rows)], cols)?;
+        Ok(stacked.matrices.remove(0))
+    }
+
+    /// Matrices named in `parts` (with their rows), all of `cols` inputs: those of one packed
+    /// type stacked into one matrix, in order. The mapped pages packed from are released.
+    pub fn stacked(&self, parts: &[(&str, usize)], cols: usize) -> Result<Stacked> {
+        let mut raws = Vec::new();
+        for &(name, rows) in parts {
+            raws.push(Some(self.raw_matrix(name, rows, cols)?));
         }
-        let kernel_error =
-            |e: kernels::KernelError| ModelError::Kernel(format!("tensor `{name}`: {e}"));
-        let view = raw.view().map_err(kernel_error)?;
-        let packed = PackedMatrix::pack(&view, self.options.cpu).map_err(kernel_error)?;
-        self.file.release(self.info(name)?);
-        Ok(Matrix::Packed(packed))
+        let packs = |dtype: GgmlDType| {
+            let float = matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+            PackedMatrix::packs(dtype) && (self.options.pack || float)
+        };
+        // Parts grouped by type, in order of first appearance; unpacked parts stay alone.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (index, dtype) in raws.iter().flatten().map(|raw| raw.dtype).enumerate() {
+            let same = |group: &&mut Vec<usize>| {
+                packs(dtype) && raws[group[0]].as_ref().map(|r| r.dtype) == Some(dtype)
+            };
+            match groups.iter_mut().find(same) {
+                Some(group) => group.push(index),
+                None => groups.push(vec![index]),
+            }
+        }
+        let mut stacked = Stacked {
+            matrices: Vec::new(),
+            parts: vec![(0, 0, 0); parts.len()],
+        };
+        for group in groups {
+            let matrix = stacked.matrices.len();
+            let members: Vec<RawMatrix> = group.iter().filter_map(|&i| raws[i].take()).collect();
+            let mut first = 0;
+            for (&i, raw) in group.iter().zip(&members) {
+                stacked.parts[i] = (matrix, first, raw.rows);
+                first += raw.rows;
+            }
+            let Some(dtype) = members.first().map(|raw| raw.dtype) else {
+                continue;
+            };
+            if !packs(dtype) {
+                stacked
+                    .matrices
+                    .extend(members.into_iter().map(Matrix::Raw));
+                continue;
+            }
+            let names: Vec<&str> = group.iter().map(|&i| parts[i].0).collect();
+            let kernel_error =
+                |e: kernels::KernelError| ModelError::Kernel(format!("{}: {e}", names.join(" + ")));
+            let views = members
+                .iter()
+                .map(RawMatrix::view)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(kernel_error)?;
+            let packed =
+                PackedMatrix::pack_stacked(&views, self.options.cpu).map_err(kernel_error)?;
+            stacked.matrices.push(Matrix::Packed(packed));
+            for name in names {
+                self.file.release(self.info(name)?);
+            }
+        }
+        Ok(stacked)
     }
 
     /// A vector of `len` values, dequantized to f32.
@@ -309,9 +203,14 @@ impl<'a> WeightLoader<'a> {
             };
             layers.push(LayerWeights {
                 attention_norm: self.vector(&name("attn_norm.weight"), c.hidden_size)?,
-                q: self.matrix(&name("attn_q.weight"), c.q_dim(), c.hidden_size)?,
-                k: self.matrix(&name("attn_k.weight"), c.kv_dim(), c.hidden_size)?,
-                v: self.matrix(&name("attn_v.weight"), c.kv_dim(), c.hidden_size)?,
+                qkv: self.stacked(
+                    &[
+                        (&name("attn_q.weight"), c.q_dim()),
+                        (&name("attn_k.weight"), c.kv_dim()),
+                        (&name("attn_v.weight"), c.kv_dim()),
+                    ],
+                    c.hidden_size,
+                )?,
                 q_bias: bias("attn_q.bias", c.q_dim())?,
                 k_bias: bias("attn_k.bias", c.kv_dim())?,
                 v_bias: bias("attn_v.bias", c.kv_dim())?,
@@ -321,8 +220,13 @@ impl<'a> WeightLoader<'a> {
                     c.q_dim(),
                 )?,
                 ffn_norm: self.vector(&name("ffn_norm.weight"), c.hidden_size)?,
-                gate: self.matrix(&name("ffn_gate.weight"), c.intermediate_size, c.hidden_size)?,
-                up: self.matrix(&name("ffn_up.weight"), c.intermediate_size, c.hidden_size)?,
+                gate_up: self.stacked(
+                    &[
+                        (&name("ffn_gate.weight"), c.intermediate_size),
+                        (&name("ffn_up.weight"), c.intermediate_size),
+                    ],
+                    c.hidden_size,
+                )?,
                 down: self.matrix(&name("ffn_down.weight"), c.hidden_size, c.intermediate_size)?,
             });
         }

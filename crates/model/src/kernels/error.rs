@@ -48,17 +48,25 @@ pub enum KernelError {
         rows: usize,
         cols: usize,
     },
+    #[error("{op}: cannot stack a {other:?} matrix of {other_cols} columns under a {first:?} one of {cols}")]
+    Stack {
+        op: &'static str,
+        first: GgmlDType,
+        cols: usize,
+        other: GgmlDType,
+        other_cols: usize,
+    },
+    #[error("{op}: cannot allocate {bytes} bytes: {reason}")]
+    Allocation {
+        op: &'static str,
+        bytes: usize,
+        reason: String,
+    },
     #[error("PIPESPEC_CPU={value:?} is not a CPU path (use avx512, avx2 or scalar)")]
     UnknownCpuPath { value: String },
     #[error("PIPESPEC_CPU={path}: this CPU lacks some of {features}")]
     CpuPathUnavailable {
         path: &'static str,
         features: String,
-    },
-    #[error("{op}: a matrix packed for the {packed} path cannot run on the {wanted} path")]
-    WrongPath {
-        op: &'static str,
-        packed: &'static str,
-        wanted: &'static str,
     },
 }

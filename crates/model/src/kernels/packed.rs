@@ -11,13 +11,16 @@
 //! | `m` | f16 minimum (Q4_1, Q5_1) or K-quant `dmin` | Q4_1, Q5_1, Q4_K, Q5_K |
 //! | `scales` | i8 sub-block scale pairs | Q4_K, Q5_K (8), Q6_K (16) |
 //! | `mins` | i8 sub-block minimum pairs | Q4_K, Q5_K (8) |
-//! | `high` | bit 4 of every value, as masks | Q5_0, Q5_1, Q5_K |
+//! | `high` | bit 4 of every value, 8 registers per byte | Q5_0, Q5_1, Q5_K |
 //! | `planes` | bits 4-5 of every value, 4 registers per byte | Q6_K |
 //! | `qs` | low 4 bits (8 bits for Q8_0) | all quantized |
 //!
 //! Values are unsigned quants (Q8_0: signed), in "chunks" of 8 per lane: chunk `c` covers values
 //! `8c..8c + 8` of a block, one 4-byte group per lane whose low nibbles are values `8c..8c + 4`
 //! and high nibbles `8c + 4..8c + 8`. A kernel broadcasts the matching 4 activation bytes.
+//! A register is one 4-byte group per lane (4 values of each row). Bit planes hold, in bit p of
+//! each byte, the extra bits of register p of their group (Q5: bit 4 of 8 registers, 32 values;
+//! Q6_K: bits 4-5 of 4 registers, 16 values), so one shift and mask extracts a register's bits.
 //! Float formats store each column's values for the panel's rows consecutively.
 
 use candle_core::quantized::GgmlDType;
@@ -143,11 +146,6 @@ impl Layout {
     }
 }
 
-/// 64-byte aligned owned bytes.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
 /// A weight matrix repacked for one CPU path.
 pub struct PackedMatrix {
     pub(crate) format: Format,
@@ -158,7 +156,9 @@ pub struct PackedMatrix {
     pub(crate) panel_rows: usize,
     pub(crate) panel_bytes: usize,
     pub(crate) layout: Layout,
-    lines: Vec<Line>,
+    /// Anonymous, page-aligned memory (huge pages where the OS grants them: fewer page faults
+    /// while packing, fewer TLB misses while streaming the weights).
+    bytes: memmap2::Mmap,
     len: usize,
 }
 
@@ -170,11 +170,38 @@ impl PackedMatrix {
 
     /// Repacks `w` for `path` (which this CPU must have), on the current rayon pool.
     pub fn pack(w: &MatrixRef, path: CpuPath) -> Result<PackedMatrix, KernelError> {
+        Self::pack_stacked(&[*w], path)
+    }
+
+    /// Repacks the rows of `parts`, one after the other, as one matrix (say q, k and v, so
+    /// that one pass computes all three); they must share their type and column count.
+    pub fn pack_stacked(parts: &[MatrixRef], path: CpuPath) -> Result<PackedMatrix, KernelError> {
         const OP: &str = "PackedMatrix::pack";
-        let format = Format::of(w.dtype()).ok_or(KernelError::Unsupported {
+        let first = parts.first().ok_or(KernelError::Shape {
             op: OP,
-            dtype: w.dtype(),
+            dtype: GgmlDType::F32,
+            rows: 0,
+            cols: 0,
+            m: 0,
+            what: "parts",
+            expected: 1,
+            got: 0,
         })?;
+        let (dtype, cols) = (first.dtype(), first.cols());
+        if let Some(other) = parts
+            .iter()
+            .find(|p| p.dtype() != dtype || p.cols() != cols)
+        {
+            return Err(KernelError::Stack {
+                op: OP,
+                first: dtype,
+                cols,
+                other: other.dtype(),
+                other_cols: other.cols(),
+            });
+        }
+        let rows: usize = parts.iter().map(|p| p.rows()).sum();
+        let format = Format::of(dtype).ok_or(KernelError::Unsupported { op: OP, dtype })?;
         if !path.available() {
             return Err(KernelError::CpuPathUnavailable {
                 path: path.name(),
@@ -183,27 +210,43 @@ impl PackedMatrix {
         }
         let panel_rows = format.panel_rows(path.lanes());
         let layout = format.layout(panel_rows);
-        let blocks = w.cols() / format.block();
+        let blocks = cols / format.block();
         let panel_bytes = layout.block_bytes * blocks;
-        let panels = w.rows().div_ceil(panel_rows);
+        let panels = rows.div_ceil(panel_rows);
         let len = panels * panel_bytes;
-        let mut lines = vec![Line([0; 64]); len.div_ceil(64)];
-        // SAFETY: `Line` is plain bytes; the vector holds at least `len` of them.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), len) };
-        bytes
+        let mut storage = memmap2::MmapOptions::new()
+            .len(len.max(1))
+            .map_anon()
+            .map_err(|e| KernelError::Allocation {
+                op: OP,
+                bytes: len,
+                reason: e.to_string(),
+            })?;
+        #[cfg(target_os = "linux")]
+        let _ = storage.advise(memmap2::Advice::HugePage);
+        storage[..len]
             .par_chunks_mut(panel_bytes.max(1))
             .enumerate()
-            .for_each(|(panel, out)| pack_panel(w, format, panel_rows, layout, panel, out));
+            .for_each(|(panel, out)| {
+                let rows = (panel * panel_rows..(panel + 1) * panel_rows).map(|r| row(parts, r));
+                pack_panel(format, dtype, panel_rows, layout, rows, out)
+            });
         Ok(PackedMatrix {
             format,
-            dtype: w.dtype(),
+            dtype,
             path,
-            rows: w.rows(),
-            cols: w.cols(),
+            rows,
+            cols,
             panel_rows,
             panel_bytes,
             layout,
-            lines,
+            bytes: storage
+                .make_read_only()
+                .map_err(|e| KernelError::Allocation {
+                    op: OP,
+                    bytes: len,
+                    reason: e.to_string(),
+                })?,
             len,
         })
     }
@@ -237,26 +280,38 @@ impl PackedMatrix {
     #[inline(always)]
     pub(crate) fn panel(&self, p: usize) -> *const u8 {
         debug_assert!(p < self.panels());
-        // SAFETY: panel p lies inside the `len` initialised bytes.
-        unsafe { self.lines.as_ptr().cast::<u8>().add(p * self.panel_bytes) }
+        // SAFETY: panel p lies inside the `len` bytes of the map.
+        unsafe { self.bytes.as_ptr().add(p * self.panel_bytes) }
     }
 }
 
-/// Writes panel `panel` (rows from `panel * g`), block after block; rows past the matrix stay 0.
-fn pack_panel(
-    w: &MatrixRef,
+/// Row `r` of the stacked `parts`, if there is one.
+fn row<'a>(parts: &[MatrixRef<'a>], mut r: usize) -> Option<&'a [u8]> {
+    for part in parts {
+        if r < part.rows() {
+            return Some(part.row(r));
+        }
+        r -= part.rows();
+    }
+    None
+}
+
+/// Writes one panel from its `g` rows (None past the matrix: those lanes stay 0), block after
+/// block.
+fn pack_panel<'a>(
     format: Format,
+    dtype: GgmlDType,
     g: usize,
     layout: Layout,
-    panel: usize,
+    rows: impl Iterator<Item = Option<&'a [u8]>>,
     out: &mut [u8],
 ) {
-    let first = panel * g;
-    let lanes = w.rows().saturating_sub(first).min(g);
+    let lanes = rows
+        .enumerate()
+        .filter_map(|(lane, row)| row.map(|row| (lane, row)));
     if format.is_float() {
         let size = layout.block_bytes / g;
-        for lane in 0..lanes {
-            let row = w.row(first + lane);
+        for (lane, row) in lanes {
             for (k, value) in row.chunks_exact(size).enumerate() {
                 let at = k * layout.block_bytes + lane * size;
                 out[at..at + size].copy_from_slice(value);
@@ -264,11 +319,11 @@ fn pack_panel(
         }
         return;
     }
-    let source_bytes = w.dtype().type_size();
-    for lane in 0..lanes {
-        let row = w.row(first + lane);
+    let source_bytes = dtype.type_size();
+    let mut block = canonical::Canonical::default();
+    for (lane, row) in lanes {
         for (b, source) in row.chunks_exact(source_bytes).enumerate() {
-            let block = canonical::decode(format, source);
+            canonical::decode(format, source, &mut block);
             let at = b * layout.block_bytes;
             encode::write(
                 format,

@@ -4,6 +4,7 @@
 use super::super::packed::Format;
 
 /// One block of one row.
+#[derive(Clone)]
 pub(crate) struct Canonical {
     /// Quant of every value: 0..16, 0..32 or 0..64 (Q8_0: i8 bits).
     pub(crate) q: [u8; 256],
@@ -33,15 +34,22 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// Decodes one GGUF block of `format` (`source` is exactly its bytes).
-pub(crate) fn decode(format: Format, source: &[u8]) -> Canonical {
-    let mut c = Canonical {
-        q: [0; 256],
-        d: 0,
-        m: 0,
-        scales: [0; 16],
-        mins: [0; 8],
-    };
+impl Default for Canonical {
+    fn default() -> Self {
+        Canonical {
+            q: [0; 256],
+            d: 0,
+            m: 0,
+            scales: [0; 16],
+            mins: [0; 8],
+        }
+    }
+}
+
+/// Decodes one GGUF block of `format` (`source` is exactly its bytes) into `c`, overwriting
+/// every field the format uses.
+#[inline]
+pub(crate) fn decode(format: Format, source: &[u8], c: &mut Canonical) {
     // 32-value formats: byte j of `qs` holds value j (low nibble) and j + 16 (high nibble);
     // bit v of `qh` is bit 4 of value v.
     let nibbles32 = |c: &mut Canonical, qs: &[u8], qh: Option<u32>| {
@@ -57,21 +65,21 @@ pub(crate) fn decode(format: Format, source: &[u8]) -> Canonical {
     match format {
         Format::Q4_0 => {
             c.d = half(source, 0);
-            nibbles32(&mut c, &source[2..18], None);
+            nibbles32(c, &source[2..18], None);
         }
         Format::Q4_1 => {
             c.d = half(source, 0);
             c.m = half(source, 2);
-            nibbles32(&mut c, &source[4..20], None);
+            nibbles32(c, &source[4..20], None);
         }
         Format::Q5_0 => {
             c.d = half(source, 0);
-            nibbles32(&mut c, &source[6..22], Some(qh(2)));
+            nibbles32(c, &source[6..22], Some(qh(2)));
         }
         Format::Q5_1 => {
             c.d = half(source, 0);
             c.m = half(source, 2);
-            nibbles32(&mut c, &source[8..24], Some(qh(4)));
+            nibbles32(c, &source[8..24], Some(qh(4)));
         }
         Format::Q8_0 => {
             c.d = half(source, 0);
@@ -121,5 +129,4 @@ pub(crate) fn decode(format: Format, source: &[u8]) -> Canonical {
         }
         Format::F32 | Format::F16 | Format::BF16 => {}
     }
-    c
 }

@@ -3,13 +3,6 @@
 use super::super::packed::{Format, Layout};
 use super::canonical::Canonical;
 
-/// Sets bit `bit` of the mask that starts at `at`.
-fn set_bit(out: &mut [u8], at: usize, bit: usize, on: bool) {
-    if on {
-        out[at + bit / 8] |= 1 << (bit % 8);
-    }
-}
-
 /// Writes lane `lane` (of `g`) of one block of `format`. `out` is the block's bytes, zeroed
 /// before the first lane is written.
 pub(crate) fn write(
@@ -54,28 +47,29 @@ pub(crate) fn write(
         return;
     }
     let high = matches!(format, Format::Q5_0 | Format::Q5_1 | Format::Q5K);
-    for c in 0..values / 8 {
-        for b in 0..4 {
-            let (lo, hi) = (block.q[8 * c + b], block.q[8 * c + 4 + b]);
-            out[layout.qs + c * 4 * g + 4 * lane + b] = (lo & 0x0f) | (hi & 0x0f) << 4;
-            if high {
-                // Chunk c's masks: low nibbles' bits, then high nibbles', g / 2 bytes each.
-                let at = layout.high + c * g;
-                set_bit(out, at, 4 * lane + b, lo & 0x10 != 0);
-                set_bit(out, at + g / 2, 4 * lane + b, hi & 0x10 != 0);
+    for (c, v) in block.q[..values].chunks_exact(8).enumerate() {
+        let bytes: [u8; 4] = std::array::from_fn(|b| (v[b] & 0x0f) | (v[b + 4] & 0x0f) << 4);
+        let at = layout.qs + c * 4 * g + 4 * lane;
+        out[at..at + 4].copy_from_slice(&bytes);
+        if high {
+            // Bit plane c / 4 covers 32 values (chunks 4j..4j + 4): register p = (value % 32) / 4
+            // keeps its bit 4 at bit p of the lane's byte value % 4.
+            let at = layout.high + (c / 4) * 4 * g + 4 * lane;
+            for (b, byte) in out[at..at + 4].iter_mut().enumerate() {
+                let (lo, hi) = ((v[b] >> 4) & 1, (v[b + 4] >> 4) & 1);
+                *byte |= lo << (2 * (c % 4)) | hi << (2 * (c % 4) + 1);
             }
         }
     }
     if format == Format::Q6K {
         // Plane j covers values 16j..16j + 16 (chunks 2j and 2j + 1): register p = value / 4
         // within the plane keeps its bits 4-5 at bits 2p, 2p + 1 of the lane's byte value % 4.
-        for j in 0..16 {
-            for p in 0..4 {
-                for b in 0..4 {
-                    let bits = (block.q[16 * j + 4 * p + b] >> 4) & 3;
-                    out[layout.planes + j * 4 * g + 4 * lane + b] |= bits << (2 * p);
-                }
-            }
+        for (j, v) in block.q.chunks_exact(16).enumerate() {
+            let bytes: [u8; 4] = std::array::from_fn(|b| {
+                (0..4).fold(0u8, |byte, p| byte | ((v[4 * p + b] >> 4) & 3) << (2 * p))
+            });
+            let at = layout.planes + j * 4 * g + 4 * lane;
+            out[at..at + 4].copy_from_slice(&bytes);
         }
     }
 }

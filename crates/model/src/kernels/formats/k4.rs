@@ -7,7 +7,7 @@
 use super::super::activations::Quantized;
 use super::super::driver::{Kernel, Output};
 use super::super::packed::PackedMatrix;
-use super::super::simd::Simd;
+use super::super::simd::{plane_pair, Simd};
 
 /// `HIGH` for Q5_K.
 pub(crate) struct K4<'a, const HIGH: bool> {
@@ -39,9 +39,10 @@ impl<const HIGH: bool> Kernel for K4<'_, HIGH> {
                             let raw = S::load(p.add(layout.qs + c * 4 * g));
                             let (mut lo, mut hi) = (S::low_nibbles(raw), S::high_nibbles(raw));
                             if HIGH {
-                                let high = p.add(layout.high + c * g);
-                                lo = S::or(lo, S::high_bit(high));
-                                hi = S::or(hi, S::high_bit(high.add(g / 2)));
+                                let plane = S::load(p.add(layout.high + sub * 4 * g));
+                                let (lo_high, hi_high) = plane_pair::<S>(plane, q);
+                                lo = S::or(lo, lo_high);
+                                hi = S::or(hi, hi_high);
                             }
                             for n in 0..N {
                                 let a = rows[n].add(256 * sb + 8 * c);

@@ -8,7 +8,7 @@
 use super::super::activations::Quantized;
 use super::super::driver::{Kernel, Output};
 use super::super::packed::PackedMatrix;
-use super::super::simd::Simd;
+use super::super::simd::{plane_pair, Simd};
 
 /// A 32-value block kernel: `HIGH` for the 5-bit formats, `MIN` for those with a minimum.
 pub(crate) struct Nibble32<'a, const HIGH: bool, const MIN: bool> {
@@ -36,9 +36,9 @@ impl<const HIGH: bool, const MIN: bool> Kernel for Nibble32<'_, HIGH, MIN> {
                     let raw = S::load(p.add(layout.qs + c * 4 * g));
                     let (mut lo, mut hi) = (S::low_nibbles(raw), S::high_nibbles(raw));
                     if HIGH {
-                        let high = p.add(layout.high + c * g);
-                        lo = S::or(lo, S::high_bit(high));
-                        hi = S::or(hi, S::high_bit(high.add(g / 2)));
+                        let (lo_high, hi_high) = plane_pair::<S>(S::load(p.add(layout.high)), c);
+                        lo = S::or(lo, lo_high);
+                        hi = S::or(hi, hi_high);
                     }
                     for n in 0..N {
                         let a = rows[n].add(32 * b + 8 * c);

@@ -100,21 +100,19 @@ impl Simd for Avx2 {
         _mm256_and_si256(_mm256_srli_epi16::<4>(v), _mm256_set1_epi8(0x0f))
     }
     #[inline(always)]
-    unsafe fn high_bit(p: *const u8) -> __m256i {
-        unsafe {
-            let bits = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
-            // Byte i takes mask byte i / 8 (each 128-bit half holds all four), then tests its bit.
-            let spread = _mm256_shuffle_epi8(
-                bits,
-                _mm256_setr_epi8(
-                    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                    3, 3, 3, 3, 3, 3,
-                ),
-            );
-            let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
-            let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
-            _mm256_and_si256(set, _mm256_set1_epi8(0x10))
-        }
+    unsafe fn bit_plane<const BIT: i32>(v: __m256i) -> __m256i {
+        // 16-bit shifts: bit 4 of each byte comes from bit BIT of the same byte.
+        let moved = match BIT {
+            0 => _mm256_slli_epi16::<4>(v),
+            1 => _mm256_slli_epi16::<3>(v),
+            2 => _mm256_slli_epi16::<2>(v),
+            3 => _mm256_slli_epi16::<1>(v),
+            4 => v,
+            5 => _mm256_srli_epi16::<1>(v),
+            6 => _mm256_srli_epi16::<2>(v),
+            _ => _mm256_srli_epi16::<3>(v),
+        };
+        _mm256_and_si256(moved, _mm256_set1_epi8(0x10))
     }
     #[inline(always)]
     unsafe fn two_bits<const PAIR: i32>(v: __m256i) -> __m256i {

@@ -100,11 +100,19 @@ impl Simd for Avx512 {
         _mm512_and_si512(_mm512_srli_epi16::<4>(v), _mm512_set1_epi8(0x0f))
     }
     #[inline(always)]
-    unsafe fn high_bit(p: *const u8) -> __m512i {
-        unsafe {
-            let mask = u64::from_le(p.cast::<u64>().read_unaligned());
-            _mm512_maskz_mov_epi8(mask, _mm512_set1_epi8(0x10))
-        }
+    unsafe fn bit_plane<const BIT: i32>(v: __m512i) -> __m512i {
+        // 16-bit shifts: bit 4 of each byte comes from bit BIT of the same byte.
+        let moved = match BIT {
+            0 => _mm512_slli_epi16::<4>(v),
+            1 => _mm512_slli_epi16::<3>(v),
+            2 => _mm512_slli_epi16::<2>(v),
+            3 => _mm512_slli_epi16::<1>(v),
+            4 => v,
+            5 => _mm512_srli_epi16::<1>(v),
+            6 => _mm512_srli_epi16::<2>(v),
+            _ => _mm512_srli_epi16::<3>(v),
+        };
+        _mm512_and_si512(moved, _mm512_set1_epi8(0x10))
     }
     #[inline(always)]
     unsafe fn two_bits<const PAIR: i32>(v: __m512i) -> __m512i {

@@ -68,8 +68,8 @@ pub(crate) trait Simd: Copy + 'static {
     unsafe fn low_nibbles(v: Self::I) -> Self::I;
     /// The high nibble of every byte, moved down.
     unsafe fn high_nibbles(v: Self::I) -> Self::I;
-    /// A bit mask of `4 * LANES` bits at `p` (bit `i` for byte `i`) as bytes 0x10 or 0.
-    unsafe fn high_bit(p: *const u8) -> Self::I;
+    /// Bit `BIT` of every byte, moved to bit 4.
+    unsafe fn bit_plane<const BIT: i32>(v: Self::I) -> Self::I;
     /// Bits `2 PAIR` and `2 PAIR + 1` of every byte, moved to bits 4 and 5.
     unsafe fn two_bits<const PAIR: i32>(v: Self::I) -> Self::I;
 
@@ -94,6 +94,23 @@ pub(crate) trait Simd: Copy + 'static {
     /// Runs tasks of a kernel with this back end's CPU features enabled: for every range of
     /// panels, every tile of up to 4 activation rows.
     unsafe fn run<K: Kernel>(kernel: &K, panels: std::ops::Range<usize>, m: usize, out: &Output);
+}
+
+/// Bit 4 of the two registers of chunk `q` (0..4) of a bit plane: bits `2q` and `2q + 1`.
+///
+/// # Safety
+/// As `Simd`'s operations.
+#[inline(always)]
+pub(crate) unsafe fn plane_pair<S: Simd>(plane: S::I, q: usize) -> (S::I, S::I) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match q {
+            0 => (S::bit_plane::<0>(plane), S::bit_plane::<1>(plane)),
+            1 => (S::bit_plane::<2>(plane), S::bit_plane::<3>(plane)),
+            2 => (S::bit_plane::<4>(plane), S::bit_plane::<5>(plane)),
+            _ => (S::bit_plane::<6>(plane), S::bit_plane::<7>(plane)),
+        }
+    }
 }
 
 /// The tile loop every back end's `run` inlines: activation tiles outer, so the task's weights

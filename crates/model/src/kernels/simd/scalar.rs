@@ -128,12 +128,8 @@ impl Simd for Scalar {
         map(v, |x| ((x as u32 >> 4) & 0x0f0f_0f0f) as i32)
     }
     #[inline(always)]
-    unsafe fn high_bit(p: *const u8) -> Lanes {
-        let mask = u32::from_le(unsafe { p.cast::<u32>().read_unaligned() });
-        std::array::from_fn(|l| {
-            let byte = |j: usize| (((mask >> (4 * l + j)) & 1) << 4) as u8;
-            i32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)])
-        })
+    unsafe fn bit_plane<const BIT: i32>(v: Lanes) -> Lanes {
+        map(v, |x| ((((x as u32) >> BIT) & 0x0101_0101) << 4) as i32)
     }
     #[inline(always)]
     unsafe fn two_bits<const PAIR: i32>(v: Lanes) -> Lanes {
