@@ -7,7 +7,7 @@ use crate::cli::ConvertArgs;
 use crate::loading;
 
 pub fn run(args: ConvertArgs) -> Result<()> {
-    let target = convert::parse_type(&args.target).context("--type")?;
+    let target = convert::parse_target(&args.target).context("--type")?;
     let pool = loading::thread_pool(args.threads)?;
     let mut report = |event: ConvertEvent<'_>| match event {
         ConvertEvent::Tensor {
@@ -57,7 +57,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     eprintln!(
         "converted {} tensors to {} ({} re-encoded, {} fallbacks): {:.1} MB -> {:.1} MB in {:.1} s",
         summary.tensor_count,
-        type_name(summary.target),
+        summary.target.name(),
         summary.reencoded_count,
         summary.fallbacks.len(),
         summary.input_bytes as f64 / 1e6,

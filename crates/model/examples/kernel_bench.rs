@@ -6,6 +6,7 @@
 //! 128 rows; shapes of SmolLM2-135M and -1.7B).
 
 use candle_core::quantized::GgmlDType;
+use pipespec_model::convert::parse_type;
 use pipespec_model::kernels::{
     matmul, CpuPath, Input, InputBuffers, MatrixRef, PackedMatrix, Weight,
 };
@@ -36,32 +37,14 @@ fn weights(
     Ok(out)
 }
 
-fn parse_type(name: &str) -> Option<GgmlDType> {
-    use GgmlDType::*;
-    Some(match name.to_ascii_lowercase().as_str() {
-        "f32" => F32,
-        "f16" => F16,
-        "bf16" => BF16,
-        "q4_0" => Q4_0,
-        "q4_1" => Q4_1,
-        "q5_0" => Q5_0,
-        "q5_1" => Q5_1,
-        "q8_0" => Q8_0,
-        "q4_k" => Q4K,
-        "q5_k" => Q5K,
-        "q6_k" => Q6K,
-        _ => return None,
-    })
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let types: Vec<GgmlDType> = match args.first() {
-        Some(list) => list.split(',').filter_map(parse_type).collect(),
+        Some(list) => list.split(',').map(parse_type).collect::<Result<_, _>>()?,
         None => "q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k,f16,f32"
             .split(',')
-            .filter_map(parse_type)
-            .collect(),
+            .map(parse_type)
+            .collect::<Result<_, _>>()?,
     };
     let paths: Vec<CpuPath> = match args.get(1) {
         Some(list) => list

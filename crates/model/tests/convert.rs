@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
 use pipespec_model::convert::{
-    convert, parse_type, ConvertError, ConvertEvent, ConvertSummary, TYPE_NAMES,
+    convert, parse_target, parse_type, ConvertError, ConvertEvent, ConvertSummary, Target,
+    TYPE_NAMES,
 };
 use pipespec_model::gguf::{GgufFile, Value};
 use pipespec_model::synthetic::SyntheticSpec;
@@ -19,11 +20,14 @@ const K_QUANTS: [GgmlDType; 5] = [
     GgmlDType::Q6K,
 ];
 
-/// Every type `convert` accepts.
+/// Every single type `convert` accepts (the `_M` mixes aside).
 fn all_targets() -> Vec<GgmlDType> {
     TYPE_NAMES
         .iter()
-        .map(|name| parse_type(name).unwrap())
+        .filter_map(|name| match parse_target(name).unwrap() {
+            Target::Uniform(dtype) => Some(dtype),
+            Target::Medium(_) => None,
+        })
         .collect()
 }
 
@@ -44,7 +48,7 @@ fn write(spec: &SyntheticSpec, dir: &Path, name: &str) -> PathBuf {
 /// Converts quietly, returning the summary and every fallback event seen.
 fn run(input: &Path, output: &Path, target: GgmlDType) -> (ConvertSummary, Vec<String>) {
     let mut reported = Vec::new();
-    let summary = convert(input, output, target, &mut |event| {
+    let summary = convert(input, output, Target::Uniform(target), &mut |event| {
         if let ConvertEvent::Fallback(fallback) = event {
             reported.push(fallback.name.clone());
         }
@@ -128,7 +132,7 @@ fn converting_f32_to_a_type_equals_writing_that_type_directly() {
             );
         }
         assert_eq!(logits(&output), logits(&direct), "{target:?} (tolerance 0)");
-        assert_eq!(summary.target, target);
+        assert_eq!(summary.target, Target::Uniform(target));
         assert!(summary.output_bytes > 0 && summary.tensor_count == converted_file.tensors.len());
     }
 }
@@ -211,6 +215,58 @@ fn k_quants_fall_back_on_rows_they_cannot_hold_and_the_model_still_loads() {
 }
 
 #[test]
+fn the_k_quant_medium_mixes_follow_llama_cpp() {
+    let dir = tempfile::tempdir().unwrap();
+    // 16 layers: Q6_K for attn_v and ffn_down of layers 0, 1 (first eighth), 14, 15 (last
+    // eighth) and 4, 7, 10, 13 (every third from the eighth); rows of 256 except ffn_down's
+    // 384 (Q6_K falls back to Q8_0, Q4_K to Q5_0 there); the head is tied, so it is the token
+    // embedding that gets Q6_K.
+    let mut spec = wide(21);
+    spec.layer_count = 16;
+    spec.intermediate_size = 384;
+    spec.tied_output = true;
+    let input = write(&spec, dir.path(), "sixteen");
+    let more_bits = [0, 1, 4, 7, 10, 13, 14, 15];
+    for (name, base, id) in [
+        ("q4_k_m", GgmlDType::Q4K, 15),
+        ("Q5_K_M", GgmlDType::Q5K, 17),
+    ] {
+        let target = parse_target(name).unwrap();
+        assert_eq!(target, Target::Medium(base));
+        let output = dir.path().join(format!("{name}.gguf"));
+        let mut quiet = |_: ConvertEvent<'_>| {};
+        let summary = convert(&input, &output, target, &mut quiet).unwrap();
+        assert_eq!(summary.target.name(), name.to_ascii_uppercase());
+        let fallback = |dtype| match dtype {
+            GgmlDType::Q6K => GgmlDType::Q8_0,
+            GgmlDType::Q4K => GgmlDType::Q5_0,
+            _ => GgmlDType::Q5_1,
+        };
+        for (tensor, dtype) in tensor_types(&output) {
+            let layer = tensor
+                .strip_prefix("blk.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            let sensitive =
+                tensor.ends_with("attn_v.weight") || tensor.ends_with("ffn_down.weight");
+            let mut want = match layer {
+                _ if tensor.contains("norm") => GgmlDType::F32,
+                _ if tensor == "token_embd.weight" => GgmlDType::Q6K,
+                Some(layer) if sensitive && more_bits.contains(&layer) => GgmlDType::Q6K,
+                _ => base,
+            };
+            if tensor.ends_with("ffn_down.weight") {
+                want = fallback(want);
+            }
+            assert_eq!(dtype, want, "{name} {tensor}");
+        }
+        let converted = GgufFile::open(&output).unwrap();
+        assert_eq!(converted.get("general.file_type"), Some(&Value::U32(id)));
+        assert!(logits(&output).iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
 fn one_d_tensors_stay_f32_and_a_type_into_itself_is_copied() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = SyntheticSpec::tiny(8);
@@ -253,11 +309,12 @@ fn metadata_survives_in_order_with_the_file_type_added() {
         (GgmlDType::Q5_1, 9),
         (GgmlDType::Q2K, 10),
         (GgmlDType::Q3K, 12),
-        (GgmlDType::Q4K, 15),
-        (GgmlDType::Q5K, 17),
+        // Uniform k-quant files are llama.cpp's `_S` ones; `_M` are the mixes.
+        (GgmlDType::Q4K, 14),
+        (GgmlDType::Q5K, 16),
         (GgmlDType::Q6K, 18),
     ];
-    assert_eq!(expected_ids.len(), TYPE_NAMES.len());
+    assert_eq!(expected_ids.len(), all_targets().len());
     let source = GgufFile::open(&input).unwrap();
     for (target, id) in expected_ids {
         let output = dir.path().join(format!("{target:?}.gguf"));
@@ -309,7 +366,7 @@ fn bad_requests_are_clear_errors_and_write_nothing() {
 
     let missing = dir.path().join("missing.gguf");
     let output = dir.path().join("out.gguf");
-    let message = convert(&missing, &output, GgmlDType::Q8_0, quiet)
+    let message = convert(&missing, &output, Target::Uniform(GgmlDType::Q8_0), quiet)
         .unwrap_err()
         .to_string();
     assert!(
@@ -319,7 +376,7 @@ fn bad_requests_are_clear_errors_and_write_nothing() {
 
     let sneaky = dir.path().join(".").join("source.gguf");
     for same in [input.clone(), sneaky] {
-        let error = convert(&input, &same, GgmlDType::Q8_0, quiet).unwrap_err();
+        let error = convert(&input, &same, Target::Uniform(GgmlDType::Q8_0), quiet).unwrap_err();
         assert!(
             matches!(error, ConvertError::OutputIsInput { .. }),
             "{error}"
@@ -334,7 +391,7 @@ fn bad_requests_are_clear_errors_and_write_nothing() {
     let message = convert(
         &input,
         &dir.path().join("no-such-dir/out.gguf"),
-        GgmlDType::Q8_0,
+        Target::Uniform(GgmlDType::Q8_0),
         quiet,
     )
     .unwrap_err()
@@ -349,7 +406,7 @@ fn bad_requests_are_clear_errors_and_write_nothing() {
         );
     }
     assert_eq!(parse_type("Q4_K").unwrap(), GgmlDType::Q4K);
-    let message = convert(&input, &output, GgmlDType::Q8_1, quiet)
+    let message = convert(&input, &output, Target::Uniform(GgmlDType::Q8_1), quiet)
         .unwrap_err()
         .to_string();
     assert!(message.contains("Q8_1"), "{message}");

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
 use pipespec_model::config::Architecture;
+use pipespec_model::kernels::CpuPath;
 use pipespec_model::synthetic::SyntheticSpec;
-use pipespec_model::{Model, Session};
+use pipespec_model::{LoadOptions, Model, Session};
 
 fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
     Arc::new(
@@ -17,14 +18,23 @@ fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
     )
 }
 
-/// Every combination the tests cover: architecture, GQA, tied head, matrix type.
+/// Every combination the tests cover: architecture, GQA, tied head, matrix type (every type
+/// with a packed kernel, and Q3_K through candle's).
 fn specs() -> Vec<SyntheticSpec> {
     let mut specs = Vec::new();
     let dtypes = [
         GgmlDType::F32,
         GgmlDType::F16,
+        GgmlDType::BF16,
+        GgmlDType::Q4_0,
         GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
         GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q5K,
+        GgmlDType::Q6K,
+        GgmlDType::Q3K,
     ];
     for (i, dtype) in dtypes.into_iter().enumerate() {
         for (j, architecture) in [Architecture::Llama, Architecture::Qwen2]
@@ -34,6 +44,11 @@ fn specs() -> Vec<SyntheticSpec> {
             let mut spec = SyntheticSpec::tiny((i * 2 + j) as u64);
             spec.architecture = architecture;
             spec.matrix_dtype = dtype;
+            if dtype.block_size() == 256 {
+                // K-quant rows hold whole super-blocks of 256.
+                spec.hidden_size = 256;
+                spec.intermediate_size = 512;
+            }
             spec.kv_head_count = if (i + j) % 2 == 0 { 2 } else { 4 };
             spec.tied_output = j == 1;
             spec.with_tokenizer = false;
@@ -83,6 +98,37 @@ fn a_position_has_the_same_logits_alone_or_inside_a_batch() {
                 );
                 start += size;
             }
+        }
+    }
+}
+
+#[test]
+fn every_cpu_path_gives_bit_identical_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<CpuPath> = CpuPath::ALL.into_iter().filter(|p| p.available()).collect();
+    for missing in CpuPath::ALL.into_iter().filter(|p| !p.available()) {
+        eprintln!("note: this CPU lacks {missing}; its forward pass is not tested here");
+    }
+    for spec in specs() {
+        let path = write(&spec, &dir);
+        let input = tokens(spec.seed as u32, 19, spec.vocab_size);
+        let logits = |cpu| {
+            let model = Model::load_with(&path, LoadOptions { cpu, pack: true }).unwrap();
+            let mut session = Session::new(model, 64, pool(2));
+            session.forward(&input, 0).unwrap().to_vec()
+        };
+        let scalar = logits(CpuPath::Scalar);
+        for &cpu in &paths {
+            let other = logits(cpu);
+            let same = other
+                .iter()
+                .zip(&scalar)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{:?} {:?}: {cpu} differs from scalar",
+                spec.architecture, spec.matrix_dtype
+            );
         }
     }
 }

@@ -19,24 +19,24 @@ use crate::gguf_writer::{GgufWriter, TensorToWrite};
 use crate::kernels::{self, MatrixRef};
 use crate::quantize::quantize;
 
+mod target;
+
+use target::output_type;
+pub use target::{parse_target, parse_type, type_name, Target, TYPE_NAMES};
+
 /// The writer's data alignment; an input's own `general.alignment` is rewritten to it.
 const OUTPUT_ALIGNMENT: u32 = 32;
 
 /// About this many values are dequantized and re-encoded per work item.
 const CHUNK_VALUES: usize = 1 << 16;
 
-/// The type names `convert` accepts, llama.cpp's spelling, lower case.
-pub const TYPE_NAMES: &[&str] = &[
-    "f32", "f16", "q8_0", "q6_k", "q5_k", "q5_1", "q5_0", "q4_k", "q4_1", "q4_0", "q3_k", "q2_k",
-];
-
 /// Errors of `convert`: bad requests, and the reader's, kernels' and writer's errors with the tensor named.
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     #[error("unknown tensor type `{name}` (expected one of: {})", TYPE_NAMES.join(", "))]
     UnknownType { name: String },
-    #[error("cannot convert to {dtype:?} (supported targets: {})", TYPE_NAMES.join(", "))]
-    UnsupportedTarget { dtype: GgmlDType },
+    #[error("cannot convert to {target} (supported targets: {})", TYPE_NAMES.join(", "))]
+    UnsupportedTarget { target: String },
     #[error("the output {output} is the input file itself; choose another output path")]
     OutputIsInput { output: PathBuf },
     #[error("cannot resolve the output path {output}: {error}")]
@@ -88,7 +88,7 @@ pub struct Fallback {
 /// What a conversion did.
 #[derive(Debug, Clone)]
 pub struct ConvertSummary {
-    pub target: GgmlDType,
+    pub target: Target,
     /// Tensors written, copied or re-encoded.
     pub tensor_count: usize,
     /// Tensors that were dequantized and encoded again (the rest were copied byte for byte).
@@ -97,93 +97,6 @@ pub struct ConvertSummary {
     pub input_bytes: u64,
     pub output_bytes: u64,
     pub elapsed: Duration,
-}
-
-/// The tensor type named `name` (`q8_0`, `Q4_K`, ...: one of `TYPE_NAMES`, any case).
-pub fn parse_type(name: &str) -> Result<GgmlDType> {
-    Ok(match name.to_ascii_lowercase().as_str() {
-        "f32" => GgmlDType::F32,
-        "f16" => GgmlDType::F16,
-        "q8_0" => GgmlDType::Q8_0,
-        "q6_k" => GgmlDType::Q6K,
-        "q5_k" => GgmlDType::Q5K,
-        "q5_1" => GgmlDType::Q5_1,
-        "q5_0" => GgmlDType::Q5_0,
-        "q4_k" => GgmlDType::Q4K,
-        "q4_1" => GgmlDType::Q4_1,
-        "q4_0" => GgmlDType::Q4_0,
-        "q3_k" => GgmlDType::Q3K,
-        "q2_k" => GgmlDType::Q2K,
-        _ => {
-            return Err(ConvertError::UnknownType {
-                name: name.to_string(),
-            })
-        }
-    })
-}
-
-/// llama.cpp's name of a tensor type (`Q4_K`, not candle's `Q4K`).
-pub fn type_name(dtype: GgmlDType) -> &'static str {
-    match dtype {
-        GgmlDType::F32 => "F32",
-        GgmlDType::F16 => "F16",
-        GgmlDType::BF16 => "BF16",
-        GgmlDType::Q4_0 => "Q4_0",
-        GgmlDType::Q4_1 => "Q4_1",
-        GgmlDType::Q5_0 => "Q5_0",
-        GgmlDType::Q5_1 => "Q5_1",
-        GgmlDType::Q8_0 => "Q8_0",
-        GgmlDType::Q8_1 => "Q8_1",
-        GgmlDType::Q2K => "Q2_K",
-        GgmlDType::Q3K => "Q3_K",
-        GgmlDType::Q4K => "Q4_K",
-        GgmlDType::Q5K => "Q5_K",
-        GgmlDType::Q6K => "Q6_K",
-        GgmlDType::Q8K => "Q8_K",
-    }
-}
-
-/// llama.cpp's `general.file_type` id for a file mostly in `target` (k-quants: the `_M` mixes).
-pub fn file_type_id(target: GgmlDType) -> Option<u32> {
-    Some(match target {
-        GgmlDType::F32 => 0,
-        GgmlDType::F16 => 1,
-        GgmlDType::Q4_0 => 2,
-        GgmlDType::Q4_1 => 3,
-        GgmlDType::Q8_0 => 7,
-        GgmlDType::Q5_0 => 8,
-        GgmlDType::Q5_1 => 9,
-        GgmlDType::Q2K => 10,
-        GgmlDType::Q3K => 12,
-        GgmlDType::Q4K => 15,
-        GgmlDType::Q5K => 17,
-        GgmlDType::Q6K => 18,
-        _ => return None,
-    })
-}
-
-/// The 32-block type llama.cpp uses for rows a k-quant cannot hold (it picks IQ4_NL for
-/// Q2_K/Q3_K, which candle cannot encode: Q4_0 is the nearest); F16 for everything else.
-fn fallback_for(wanted: GgmlDType) -> GgmlDType {
-    match wanted {
-        GgmlDType::Q2K | GgmlDType::Q3K => GgmlDType::Q4_0,
-        GgmlDType::Q4K => GgmlDType::Q5_0,
-        GgmlDType::Q5K => GgmlDType::Q5_1,
-        GgmlDType::Q6K => GgmlDType::Q8_0,
-        _ => GgmlDType::F16,
-    }
-}
-
-/// The type tensor `info` is written in when `target` is asked for.
-fn output_type(info: &TensorInfo, target: GgmlDType) -> GgmlDType {
-    if info.dims.len() < 2 {
-        return GgmlDType::F32;
-    }
-    let row_len = info.dims[0];
-    [target, fallback_for(target), GgmlDType::F16]
-        .into_iter()
-        .find(|dtype| row_len.is_multiple_of(dtype.block_size()))
-        .unwrap_or(GgmlDType::F32)
 }
 
 /// Whether `output` names the same file as `input` (which exists), through links or `..`.
@@ -216,19 +129,23 @@ fn same_file(input: &Path, output: &Path) -> Result<bool> {
     Ok(input == output)
 }
 
-/// Converts `input` into `output` with every weight matrix in `target`, reporting through `progress`.
+/// Converts `input` into `output` with its weight matrices in `target`'s types, reporting through
+/// `progress`.
 ///
 /// The output is written through a temporary file and a rename; `output == input` is refused.
 /// Tensors are encoded one at a time, each split over the global rayon pool by rows.
 pub fn convert(
     input: &Path,
     output: &Path,
-    target: GgmlDType,
+    target: Target,
     progress: &mut dyn FnMut(ConvertEvent<'_>),
 ) -> Result<ConvertSummary> {
     let started = Instant::now();
-    let file_type =
-        file_type_id(target).ok_or(ConvertError::UnsupportedTarget { dtype: target })?;
+    let file_type = target
+        .file_type_id()
+        .ok_or_else(|| ConvertError::UnsupportedTarget {
+            target: target.name(),
+        })?;
     let file = GgufFile::open(input)?;
     if same_file(input, output)? {
         return Err(ConvertError::OutputIsInput {
@@ -252,11 +169,27 @@ pub fn convert(
     );
 
     let count = file.tensors.len();
+    let tied_head = file.tensor("output.weight").is_none();
+    // Layers as the tensor names count them (the architecture's block count says the same).
+    let layers = file
+        .tensors
+        .iter()
+        .filter_map(|t| {
+            t.name
+                .strip_prefix("blk.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |last| last + 1);
     let mut fallbacks = Vec::new();
     let mut reencoded_count = 0;
     let mut tensor_bytes = 0u64;
     for (index, info) in file.tensors.iter().enumerate() {
-        let to = output_type(info, target);
+        let wanted = target.wanted(info, tied_head, layers);
+        let to = output_type(info, wanted);
         progress(ConvertEvent::Tensor {
             index,
             count,
@@ -265,11 +198,11 @@ pub fn convert(
             from: info.dtype,
             to,
         });
-        if to != target && info.dims.len() >= 2 {
+        if to != wanted && info.dims.len() >= 2 {
             let fallback = Fallback {
                 name: info.name.clone(),
                 row_len: info.dims[0],
-                wanted: target,
+                wanted,
                 used: to,
             };
             progress(ConvertEvent::Fallback(&fallback));
