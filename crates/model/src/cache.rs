@@ -3,11 +3,17 @@
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 
-/// Keys and values of every layer, laid out (layer, kv_head, position, head_dim) so one head's keys are contiguous.
+/// Positions per key panel: keys are stored transposed, 8 positions to a panel of
+/// (head_dim, 8), so that the scores of 8 positions come from one vector FMA per dimension.
+pub(crate) const KEY_PANEL: usize = 8;
+
+/// Keys and values of every layer: keys (layer, kv_head, position / 8, head_dim, 8), values
+/// (layer, kv_head, position, head_dim), so one head's keys and values are contiguous.
 pub struct KvCache {
-    keys: Vec<Vec<f32>>,   // per layer: (kv_head, capacity, head_dim)
+    keys: Vec<Vec<f32>>,   // per layer: (kv_head, panels, head_dim, 8)
     values: Vec<Vec<f32>>, // per layer: (kv_head, capacity, head_dim)
     capacity: usize,
+    panels: usize,
     kv_head_count: usize,
     head_dim: usize,
     len: usize,
@@ -16,24 +22,28 @@ pub struct KvCache {
 impl KvCache {
     /// Reserves room for `capacity` positions (pages are touched only as positions fill).
     pub fn new(config: &Config, capacity: usize) -> KvCache {
-        let per_layer = config.kv_head_count * capacity * config.head_dim;
+        let panels = capacity.div_ceil(KEY_PANEL);
+        let (heads, d) = (config.kv_head_count, config.head_dim);
         KvCache {
             keys: (0..config.layer_count)
-                .map(|_| vec![0.0; per_layer])
+                .map(|_| vec![0.0; heads * panels * KEY_PANEL * d])
                 .collect(),
             values: (0..config.layer_count)
-                .map(|_| vec![0.0; per_layer])
+                .map(|_| vec![0.0; heads * capacity * d])
                 .collect(),
             capacity,
-            kv_head_count: config.kv_head_count,
-            head_dim: config.head_dim,
+            panels,
+            kv_head_count: heads,
+            head_dim: d,
             len: 0,
         }
     }
 
     /// Bytes the cache occupies once full.
     pub fn byte_size(&self) -> usize {
-        2 * self.keys.len() * self.kv_head_count * self.capacity * self.head_dim * 4
+        let per_layer =
+            self.kv_head_count * self.head_dim * (self.capacity + self.panels * KEY_PANEL);
+        self.keys.len() * per_layer * 4
     }
 
     /// Positions currently held.
@@ -57,10 +67,10 @@ impl KvCache {
     /// Checks that `count` positions starting at `start` fit and follow what is held.
     pub(crate) fn check_append(&self, start: usize, count: usize) -> Result<()> {
         if start > self.len {
-            return Err(ModelError::Kernel(format!(
-                "forward at position {start} but the cache holds only {} positions",
-                self.len
-            )));
+            return Err(ModelError::PositionGap {
+                start,
+                held: self.len,
+            });
         }
         if start + count > self.capacity {
             return Err(ModelError::ContextOverflow {
@@ -74,9 +84,13 @@ impl KvCache {
     /// Stores the key and value rows (kv_head * head_dim each) of one layer at `position`.
     pub(crate) fn store(&mut self, layer: usize, position: usize, key: &[f32], value: &[f32]) {
         let d = self.head_dim;
+        let (panel, lane) = (position / KEY_PANEL, position % KEY_PANEL);
         for head in 0..self.kv_head_count {
+            let keys = &mut self.keys[layer][(head * self.panels + panel) * d * KEY_PANEL..];
+            for (i, &k) in key[head * d..(head + 1) * d].iter().enumerate() {
+                keys[i * KEY_PANEL + lane] = k;
+            }
             let at = (head * self.capacity + position) * d;
-            self.keys[layer][at..at + d].copy_from_slice(&key[head * d..(head + 1) * d]);
             self.values[layer][at..at + d].copy_from_slice(&value[head * d..(head + 1) * d]);
         }
     }
@@ -86,12 +100,15 @@ impl KvCache {
         self.len = len;
     }
 
-    /// Keys of `head` in `layer` for positions 0..count, as (count, head_dim).
+    /// Key panels of `head` in `layer` covering positions 0..count, as (panels, head_dim, 8);
+    /// lanes past `count` in the last panel hold stale values.
     pub(crate) fn head_keys(&self, layer: usize, head: usize, count: usize) -> &[f32] {
-        let at = head * self.capacity * self.head_dim;
-        &self.keys[layer][at..at + count * self.head_dim]
+        let panel = self.head_dim * KEY_PANEL;
+        let at = head * self.panels * panel;
+        &self.keys[layer][at..at + count.div_ceil(KEY_PANEL) * panel]
     }
 
+    /// Values of `head` in `layer` for positions 0..count, as (count, head_dim).
     pub(crate) fn head_values(&self, layer: usize, head: usize, count: usize) -> &[f32] {
         let at = head * self.capacity * self.head_dim;
         &self.values[layer][at..at + count * self.head_dim]

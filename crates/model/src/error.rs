@@ -52,6 +52,8 @@ pub enum ModelError {
     UnknownToken { id: u32, vocab_size: usize },
     #[error("context overflow: {needed} positions needed but the KV cache holds {capacity} (--ctx-size)")]
     ContextOverflow { needed: usize, capacity: usize },
+    #[error("forward pass at position {start}, but the KV cache holds only {held} positions: positions must follow what is held")]
+    PositionGap { start: usize, held: usize },
     #[error("forward pass called with no tokens")]
     EmptyInput,
     #[error("tokenizer: {0}")]
