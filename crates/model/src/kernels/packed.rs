@@ -11,9 +11,7 @@
 //! | `m` | f16 minimum (Q4_1, Q5_1) or K-quant `dmin` | Q4_1, Q5_1, Q4_K, Q5_K |
 //! | `scales` | i8 sub-block scale pairs | Q4_K, Q5_K (8), Q6_K (16) |
 //! | `mins` | i8 sub-block minimum pairs | Q4_K, Q5_K (8) |
-//! | `high` | bit 4 of every value, 8 registers per byte | Q5_0, Q5_1, Q5_K |
-//! | `planes` | bits 4-5 of every value, 4 registers per byte | Q6_K |
-//! | `qs` | low 4 bits (8 bits for Q8_0) | all quantized |
+//! | body | low 4 bits of every value (8 bits for Q8_0) in chunks, each bit plane before the chunks it covers: bit 4 of 8 registers per byte (Q5_0, Q5_1, Q5_K), bits 4-5 of 4 (Q6_K) | all quantized |
 //!
 //! Values are unsigned quants (Q8_0: signed), in "chunks" of 8 per lane: chunk `c` covers values
 //! `8c..8c + 8` of a block, one 4-byte group per lane whose low nibbles are values `8c..8c + 4`
@@ -89,46 +87,48 @@ impl Format {
     /// The sections of one block for `g` rows.
     pub(crate) fn layout(self, g: usize) -> Layout {
         use Format::*;
-        let (mins_f16, scales, mins, high, planes, qs) = match self {
-            Q4_0 => (false, 0, 0, false, 0, 16),
-            Q4_1 => (true, 0, 0, false, 0, 16),
-            Q5_0 => (false, 0, 0, true, 0, 16),
-            Q5_1 => (true, 0, 0, true, 0, 16),
-            Q8_0 => (false, 0, 0, false, 0, 32),
-            Q4K => (true, 8, 8, false, 0, 128),
-            Q5K => (true, 8, 8, true, 0, 128),
-            Q6K => (false, 16, 0, false, 64, 128),
+        // (an f16 minimum, scale bytes, minimum bytes, chunks per bit plane, body bytes) per row
+        let (mins_f16, scales, mins, plane_every, body) = match self {
+            Q4_0 => (false, 0, 0, 0, 16),
+            Q4_1 => (true, 0, 0, 0, 16),
+            Q5_0 => (false, 0, 0, 4, 16 + 4),
+            Q5_1 => (true, 0, 0, 4, 16 + 4),
+            Q8_0 => (false, 0, 0, 0, 32),
+            Q4K => (true, 8, 8, 0, 128),
+            Q5K => (true, 8, 8, 4, 128 + 32),
+            Q6K => (false, 16, 0, 2, 128 + 64),
             F32 => return Layout::float(4 * g),
             F16 | BF16 => return Layout::float(2 * g),
         };
-        let d = 0;
-        let m = d + 2 * g;
+        let m = 2 * g;
         let scales_at = m + if mins_f16 { 2 * g } else { 0 };
         let mins_at = scales_at + scales * g;
-        let high_at = mins_at + mins * g;
-        let planes_at = high_at + if high { self.block() / 8 * g } else { 0 };
-        let qs_at = planes_at + planes * g;
+        let body_at = mins_at + mins * g;
         Layout {
             m,
             scales: scales_at,
             mins: mins_at,
-            high: high_at,
-            planes: planes_at,
-            qs: qs_at,
-            block_bytes: qs_at + qs * g,
+            body: body_at,
+            register: 4 * g,
+            plane_every,
+            block_bytes: body_at + body * g,
         }
     }
 }
 
-/// Byte offsets of a block's sections (see the module's table), and its size.
+/// Byte offsets of a block's sections (see the module's table), and its size. The body holds
+/// the quants chunk by chunk; a format with bit planes puts each plane just before the chunks
+/// it covers, so that a kernel reads the block in one forward stream.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
     pub(crate) m: usize,
     pub(crate) scales: usize,
     pub(crate) mins: usize,
-    pub(crate) high: usize,
-    pub(crate) planes: usize,
-    pub(crate) qs: usize,
+    body: usize,
+    /// Bytes of one register (4 per lane) and so of one chunk or plane.
+    register: usize,
+    /// Chunks after each bit plane (0: no planes).
+    plane_every: usize,
     pub(crate) block_bytes: usize,
 }
 
@@ -138,11 +138,26 @@ impl Layout {
             m: 0,
             scales: 0,
             mins: 0,
-            high: 0,
-            planes: 0,
-            qs: 0,
+            body: 0,
+            register: 0,
+            plane_every: 0,
             block_bytes,
         }
+    }
+
+    /// Offset of chunk `c` (Q8_0: register `c`).
+    #[inline(always)]
+    pub(crate) fn chunk(&self, c: usize) -> usize {
+        match self.plane_every {
+            0 => self.body + c * self.register,
+            every => self.plane(c / every) + (1 + c % every) * self.register,
+        }
+    }
+
+    /// Offset of bit plane `j`.
+    #[inline(always)]
+    pub(crate) fn plane(&self, j: usize) -> usize {
+        self.body + j * (1 + self.plane_every) * self.register
     }
 }
 

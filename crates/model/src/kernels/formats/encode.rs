@@ -41,7 +41,7 @@ pub(crate) fn write(
     if format == Format::Q8_0 {
         // Register k: values 4k..4k + 4 of every lane, 4 bytes per lane.
         for k in 0..8 {
-            let at = layout.qs + k * 4 * g + 4 * lane;
+            let at = layout.chunk(k) + 4 * lane;
             out[at..at + 4].copy_from_slice(&block.q[4 * k..4 * k + 4]);
         }
         return;
@@ -49,12 +49,12 @@ pub(crate) fn write(
     let high = matches!(format, Format::Q5_0 | Format::Q5_1 | Format::Q5K);
     for (c, v) in block.q[..values].chunks_exact(8).enumerate() {
         let bytes: [u8; 4] = std::array::from_fn(|b| (v[b] & 0x0f) | (v[b + 4] & 0x0f) << 4);
-        let at = layout.qs + c * 4 * g + 4 * lane;
+        let at = layout.chunk(c) + 4 * lane;
         out[at..at + 4].copy_from_slice(&bytes);
         if high {
             // Bit plane c / 4 covers 32 values (chunks 4j..4j + 4): register p = (value % 32) / 4
             // keeps its bit 4 at bit p of the lane's byte value % 4.
-            let at = layout.high + (c / 4) * 4 * g + 4 * lane;
+            let at = layout.plane(c / 4) + 4 * lane;
             for (b, byte) in out[at..at + 4].iter_mut().enumerate() {
                 let (lo, hi) = ((v[b] >> 4) & 1, (v[b + 4] >> 4) & 1);
                 *byte |= lo << (2 * (c % 4)) | hi << (2 * (c % 4) + 1);
@@ -68,7 +68,7 @@ pub(crate) fn write(
             let bytes: [u8; 4] = std::array::from_fn(|b| {
                 (0..4).fold(0u8, |byte, p| byte | ((v[4 * p + b] >> 4) & 3) << (2 * p))
             });
-            let at = layout.planes + j * 4 * g + 4 * lane;
+            let at = layout.plane(j) + 4 * lane;
             out[at..at + 4].copy_from_slice(&bytes);
         }
     }

@@ -2,7 +2,7 @@
 //! output element the products are summed in order by FMA, 32 columns at a time, and each
 //! 32-column partial sum is added to the total, the same way on every path and batch.
 
-use super::super::driver::{Kernel, Output};
+use super::super::driver::{prefetch, Kernel, Output};
 use super::super::packed::PackedMatrix;
 use super::super::simd::Simd;
 
@@ -52,6 +52,7 @@ impl<const KIND: u8> Kernel for Float<'_, KIND> {
             while start < cols {
                 let end = (start + SPAN).min(cols);
                 let mut partial = [[S::fzero(); N]; 2];
+                prefetch(base.add(start * column_bytes), (end - start) * column_bytes);
                 for k in start..end {
                     let p = base.add(k * column_bytes);
                     let w = [load::<S, KIND>(p), load::<S, KIND>(p.add(S::LANES * size))];

@@ -5,7 +5,7 @@
 //! `acc = fma(sum_s mn_s * sum a, -(dmin * da), fma(sum_s sc_s * sum q * a, d * da, acc))`.
 
 use super::super::activations::Quantized;
-use super::super::driver::{Kernel, Output};
+use super::super::driver::{prefetch, Kernel, Output};
 use super::super::packed::PackedMatrix;
 use super::super::simd::{plane_pair, Simd};
 
@@ -28,6 +28,7 @@ impl<const HIGH: bool> Kernel for K4<'_, HIGH> {
             let mut acc = [S::fzero(); N];
             for sb in 0..self.w.cols() / 256 {
                 let p = base.add(sb * layout.block_bytes);
+                prefetch(p, layout.block_bytes);
                 let mut sums = [S::isplat(0); N];
                 for u in 0..4 {
                     let (first, second) = S::scale_pair(p.add(layout.scales + u * 2 * g).cast());
@@ -36,10 +37,10 @@ impl<const HIGH: bool> Kernel for K4<'_, HIGH> {
                         let mut dots = [S::dzero(); N];
                         for q in 0..4 {
                             let c = 4 * sub + q;
-                            let raw = S::load(p.add(layout.qs + c * 4 * g));
+                            let raw = S::load(p.add(layout.chunk(c)));
                             let (mut lo, mut hi) = (S::low_nibbles(raw), S::high_nibbles(raw));
                             if HIGH {
-                                let plane = S::load(p.add(layout.high + sub * 4 * g));
+                                let plane = S::load(p.add(layout.plane(sub)));
                                 let (lo_high, hi_high) = plane_pair::<S>(plane, q);
                                 lo = S::or(lo, lo_high);
                                 hi = S::or(hi, hi_high);

@@ -6,7 +6,7 @@
 //! `acc = fma(m, da * sum a, fma(sumi, d * da, acc))`.
 
 use super::super::activations::Quantized;
-use super::super::driver::{Kernel, Output};
+use super::super::driver::{prefetch, Kernel, Output};
 use super::super::packed::PackedMatrix;
 use super::super::simd::{plane_pair, Simd};
 
@@ -30,13 +30,15 @@ impl<const HIGH: bool, const MIN: bool> Kernel for Nibble32<'_, HIGH, MIN> {
             let mut acc = [S::fzero(); N];
             for b in 0..self.w.cols() / 32 {
                 let p = base.add(b * layout.block_bytes);
+                prefetch(p, layout.block_bytes);
                 let mut dots = [S::dzero(); N];
                 let mut sums = [S::isplat(0); N];
                 for c in 0..4 {
-                    let raw = S::load(p.add(layout.qs + c * 4 * g));
+                    let raw = S::load(p.add(layout.chunk(c)));
                     let (mut lo, mut hi) = (S::low_nibbles(raw), S::high_nibbles(raw));
                     if HIGH {
-                        let (lo_high, hi_high) = plane_pair::<S>(S::load(p.add(layout.high)), c);
+                        let (lo_high, hi_high) =
+                            plane_pair::<S>(S::load(p.add(layout.plane(0))), c);
                         lo = S::or(lo, lo_high);
                         hi = S::or(hi, hi_high);
                     }

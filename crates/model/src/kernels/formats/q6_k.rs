@@ -5,7 +5,7 @@
 //! `acc = fma(sum_j sc_j * (sum q * a - 32 * sum a), d * da, acc)`.
 
 use super::super::activations::Quantized;
-use super::super::driver::{Kernel, Output};
+use super::super::driver::{prefetch, Kernel, Output};
 use super::super::packed::PackedMatrix;
 use super::super::simd::Simd;
 
@@ -27,14 +27,15 @@ impl Kernel for Q6K<'_> {
             let mut acc = [S::fzero(); N];
             for sb in 0..self.w.cols() / 256 {
                 let p = base.add(sb * layout.block_bytes);
+                prefetch(p, layout.block_bytes);
                 let mut sums = [S::isplat(0); N];
                 for u in 0..8 {
                     let (first, second) = S::scale_pair(p.add(layout.scales + u * 2 * g).cast());
                     for (t, scale) in [first, second].into_iter().enumerate() {
                         let j = 2 * u + t;
-                        let plane = S::load(p.add(layout.planes + j * 4 * g));
+                        let plane = S::load(p.add(layout.plane(j)));
                         // Chunk 2j holds plane registers 0 and 1, chunk 2j + 1 registers 2, 3.
-                        let chunk = |c: usize| S::load(p.add(layout.qs + c * 4 * g));
+                        let chunk = |c: usize| S::load(p.add(layout.chunk(c)));
                         let (raw0, raw1) = (chunk(2 * j), chunk(2 * j + 1));
                         let registers = [
                             S::or(S::low_nibbles(raw0), S::two_bits::<0>(plane)),

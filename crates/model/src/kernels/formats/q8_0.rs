@@ -2,7 +2,7 @@
 //! blocks of 32: per block and lane, `acc = fma(sum w * a, d * da, acc)`.
 
 use super::super::activations::Quantized;
-use super::super::driver::{Kernel, Output};
+use super::super::driver::{prefetch, Kernel, Output};
 use super::super::packed::PackedMatrix;
 use super::super::simd::Simd;
 
@@ -24,9 +24,10 @@ impl Kernel for Q8_0<'_> {
             let mut acc = [S::fzero(); N];
             for b in 0..self.w.cols() / 32 {
                 let p = base.add(b * layout.block_bytes);
+                prefetch(p, layout.block_bytes);
                 let mut sums = [S::isplat(0); N];
                 for k in 0..8 {
-                    let w = S::load(p.add(layout.qs + k * 4 * g));
+                    let w = S::load(p.add(layout.chunk(k)));
                     for n in 0..N {
                         let a = S::splat4(rows[n].add(32 * b + 4 * k));
                         sums[n] = S::iadd(sums[n], S::finish(S::dot_signed(S::dzero(), w, a)));
