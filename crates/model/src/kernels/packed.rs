@@ -2,7 +2,7 @@
 //! rows, one lane per row, the same bytes per row as the GGUF blocks (K-quants: 2-3% more, for
 //! unpacked 6-bit scales).
 //!
-//! A panel is `lanes` rows (two vectors' worth for the float formats). Panel `p` holds, block
+//! A panel is `lanes` rows (three vectors' worth for the float formats). Panel `p` holds, block
 //! after block, the sections of that block for every row of the panel, each section lane-major:
 //!
 //! | section | per lane and block | formats |
@@ -78,7 +78,7 @@ impl Format {
     /// Rows per panel on a path with `lanes` lanes.
     pub(crate) fn panel_rows(self, lanes: usize) -> usize {
         if self.is_float() {
-            2 * lanes
+            super::formats::float::VECTORS * lanes
         } else {
             lanes
         }

@@ -1,4 +1,4 @@
-//! F32, F16 and BF16 weights against f32 activations. A panel is two vectors of rows; per
+//! F32, F16 and BF16 weights against f32 activations. A panel is three vectors of rows; per
 //! output element the products are summed in order by FMA, 32 columns at a time, and each
 //! 32-column partial sum is added to the total, the same way on every path and batch.
 
@@ -13,6 +13,10 @@ pub(crate) const BF16: u8 = 2;
 
 /// Columns per partial sum.
 const SPAN: usize = 32;
+
+/// Vectors of rows per panel: 3 sets of `N` accumulators, 3 weight loads and one broadcast per
+/// activation row and column fill the 16 AVX2 registers.
+pub(crate) const VECTORS: usize = 3;
 
 pub(crate) struct Float<'a, const KIND: u8> {
     pub(crate) w: &'a PackedMatrix,
@@ -47,23 +51,24 @@ impl<const KIND: u8> Kernel for Float<'_, KIND> {
         // SAFETY: features from the caller; column k of the panel and of every activation row
         // exist for k < cols.
         unsafe {
-            let mut total = [[S::fzero(); N]; 2];
+            let mut total = [[S::fzero(); N]; VECTORS];
             let mut start = 0;
             while start < cols {
                 let end = (start + SPAN).min(cols);
-                let mut partial = [[S::fzero(); N]; 2];
+                let mut partial = [[S::fzero(); N]; VECTORS];
                 prefetch(base.add(start * column_bytes), (end - start) * column_bytes);
                 for k in start..end {
                     let p = base.add(k * column_bytes);
-                    let w = [load::<S, KIND>(p), load::<S, KIND>(p.add(S::LANES * size))];
+                    let w: [S::F; VECTORS] =
+                        std::array::from_fn(|h| load::<S, KIND>(p.add(h * S::LANES * size)));
                     for n in 0..N {
                         let xv = S::fsplat(x[n].add(k).read());
-                        for h in 0..2 {
+                        for h in 0..VECTORS {
                             partial[h][n] = S::ffma(w[h], xv, partial[h][n]);
                         }
                     }
                 }
-                for h in 0..2 {
+                for h in 0..VECTORS {
                     for n in 0..N {
                         total[h][n] = S::fadd(total[h][n], partial[h][n]);
                     }
@@ -72,7 +77,7 @@ impl<const KIND: u8> Kernel for Float<'_, KIND> {
             }
             for (h, half) in total.into_iter().enumerate() {
                 for (n, v) in half.into_iter().enumerate() {
-                    out.store::<S>(act + n, panel * 2 * S::LANES + h * S::LANES, v);
+                    out.store::<S>(act + n, panel * VECTORS * S::LANES + h * S::LANES, v);
                 }
             }
         }
