@@ -21,7 +21,7 @@ prompt=$(python3 -c "
 import json
 qs=[json.loads(l) for l in open('data/spec_bench/question.jsonl')]
 print(' '.join(q['turns'][0] for q in qs[80:120])[:1480])")
-pipespec=./target/release/pipespec
+pipespec=${PIPESPEC_BIN:-./target/release/pipespec}
 field() { python3 -c "import json,sys; print('%.1f' % json.load(sys.stdin)['$1'])"; }
 printf "%-28s %5s %10s %10s %10s %10s\n" model round "llama pp" "ours pp" "llama tg" "ours tg"
 for model in "${models[@]}"; do
