@@ -1,13 +1,13 @@
-//! Resolving model paths, loading a model with its tokenizer, building thread pools and prompts.
+//! Resolving model paths, loading a model with its tokenizer and a chain's levels, building prompts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use pipespec_decode::{default_run_ahead, Level, ModelLevel, NgramLevel, SpeculationConfig};
+use pipespec_decode::chain::{self, ChainBuilder, Cores, LevelKind, LevelSpec};
 use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
-use pipespec_model::{Model, Session};
+use pipespec_model::Model;
 
 use crate::fetch;
 
@@ -37,58 +37,10 @@ pub fn load(path: &Path) -> Result<LoadedModel> {
 
 /// A rayon pool of `threads` workers (all cores when None).
 pub fn thread_pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>> {
-    let count = match threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(count)
-        .thread_name(|i| format!("pipespec-compute-{i}"))
-        .build()
-        .context("creating the compute thread pool")?;
-    Ok(Arc::new(pool))
-}
-
-/// One compute pool per level of `entries` for `pipespec`: each model level gets its own
-/// budget (`threads`: one count per model level, or one total to split; absent: every core,
-/// split); the n-gram level computes nothing and gets none (its slot reuses a 1-thread pool).
-pub fn level_pools(
-    entries: &[ChainEntry],
-    threads: &[usize],
-) -> Result<Vec<Arc<rayon::ThreadPool>>> {
-    let models = entries
-        .iter()
-        .filter(|e| matches!(e, ChainEntry::Model(_)))
-        .count();
-    if threads.contains(&0) {
-        bail!("--threads must be at least 1 per level");
+    if threads == Some(0) {
+        bail!("--threads must be at least 1");
     }
-    let budgets: Vec<usize> = match threads {
-        [] | [_] => {
-            let total = match threads {
-                [n] => *n,
-                _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            };
-            // Evenly, the remainder to the levels nearest the target (the costliest).
-            (0..models)
-                .map(|i| (total / models + usize::from(models - i <= total % models)).max(1))
-                .collect()
-        }
-        list if list.len() == models => list.to_vec(),
-        list => bail!(
-            "--threads has {} entries but the chain has {models} model levels: give one count, or one per model level",
-            list.len()
-        ),
-    };
-    let mut budgets = budgets.into_iter();
-    entries
-        .iter()
-        .map(|entry| match entry {
-            ChainEntry::Ngram => thread_pool(Some(1)),
-            ChainEntry::Model(_) => thread_pool(budgets.next()),
-        })
-        .collect()
+    chain::thread_pool(threads).context("creating the compute thread pool")
 }
 
 /// The prompt's token ids: raw text tokenized as is, or wrapped in the model's chat template.
@@ -138,6 +90,15 @@ pub enum ChainEntry {
     Model(PathBuf),
 }
 
+impl ChainEntry {
+    pub fn kind(&self) -> LevelKind {
+        match self {
+            ChainEntry::Ngram => LevelKind::Ngram,
+            ChainEntry::Model(_) => LevelKind::Model,
+        }
+    }
+}
+
 /// The chain's entries: `--chain` when given (its last entry must be a model, the target), else
 /// the target alone from `--model` or the default model.
 pub fn chain_entries(chain: &[String], model: Option<&Path>) -> Result<Vec<ChainEntry>> {
@@ -158,106 +119,56 @@ pub fn chain_entries(chain: &[String], model: Option<&Path>) -> Result<Vec<Chain
     Ok(entries)
 }
 
-/// The levels of a chain, smallest first, with the target's model and tokenizer.
+/// A chain ready to be built (as often as needed), with the target's model and tokenizer.
 pub struct LoadedChain {
-    pub levels: Vec<Box<dyn Level>>,
+    pub builder: ChainBuilder,
     pub target: LoadedModel,
 }
 
-/// Loads every level of `entries`: each model level gets its own session (KV cache) of
+/// Loads every level of `entries` onto `cores`: each model level gets a KV cache of
 /// `capacity` positions (the target's context unless `ctx_size` is given); every model must
 /// share the target's tokenizer. A file named twice is mapped once and its weights shared.
-/// With one compute pool per level: `pools[i]` for `entries[i]`.
-pub fn load_chain_with_pools(
+pub fn load_chain(
     entries: &[ChainEntry],
     ngram: (usize, usize),
     ctx_size: Option<usize>,
-    pools: &[Arc<rayon::ThreadPool>],
+    cores: Cores,
 ) -> Result<LoadedChain> {
-    load_chain_lending(entries, ngram, ctx_size, pools, None)
+    let (specs, target) = load_specs(entries, ngram)?;
+    let capacity = context_size(&target.model, ctx_size)?;
+    let builder = ChainBuilder::new(specs, capacity, cores).context("building the chain")?;
+    Ok(LoadedChain { builder, target })
 }
 
-/// `pipespec`'s chain: one pool per level (`level_pools`). With one thread count for the whole
-/// chain (or none) and two model levels or more, the cores are lent: each model level runs on a
-/// pool of every level's threads whenever the other model levels are all parked, and the caller
-/// should let verifiers wait for full windows (`SpeculationConfig::fill_window`) so that they
-/// do park. Counts given per level are kept strictly.
-pub fn load_pipespec_chain(
+/// `pipespec`'s cores for `entries`: one pool per model level (`threads`: one count per
+/// model level, kept strictly, or one total to split; absent: every core, split); with a total
+/// and two model levels or more, idle levels lend their cores (`ChainBuilder::fit` then lets
+/// verifiers fill their windows so that drafters park).
+pub fn pipespec_cores(entries: &[ChainEntry], threads: &[usize]) -> Result<Cores> {
+    let kinds: Vec<LevelKind> = entries.iter().map(ChainEntry::kind).collect();
+    if threads.contains(&0) {
+        bail!("--threads must be at least 1 per level");
+    }
+    Cores::per_level(&kinds, threads).context("--threads")
+}
+
+/// The levels of `entries` as specs, each file loaded once, with the target.
+pub fn load_specs(
     entries: &[ChainEntry],
     ngram: (usize, usize),
-    ctx_size: Option<usize>,
-    threads: &[usize],
-) -> Result<PipespecChain> {
-    let pools = level_pools(entries, threads)?;
-    let models = entries
-        .iter()
-        .filter(|e| matches!(e, ChainEntry::Model(_)))
-        .count();
-    let total: usize = (0..entries.len())
-        .filter(|&i| matches!(entries[i], ChainEntry::Model(_)))
-        .map(|i| pools[i].current_num_threads())
-        .sum();
-    let wide = if threads.len() <= 1 && models > 1 {
-        Some(thread_pool(Some(total))?)
-    } else {
-        None
-    };
-    let lends_cores = wide.is_some();
-    let chain = load_chain_lending(entries, ngram, ctx_size, &pools, wide)?;
-    Ok(PipespecChain {
-        chain,
-        level_threads: pools.iter().map(|p| p.current_num_threads()).collect(),
-        lends_cores,
-    })
-}
-
-/// A chain loaded for `pipespec`.
-pub struct PipespecChain {
-    pub chain: LoadedChain,
-    /// Each level's own threads (the n-gram level's slot holds 1 but computes nothing).
-    pub level_threads: Vec<usize>,
-    /// Whether idle levels lend their cores (then verifiers should fill their windows).
-    pub lends_cores: bool,
-}
-
-impl PipespecChain {
-    /// Fits `speculation` to how this chain shares cores: verifiers fill their windows when
-    /// cores are lent, and the run-ahead is the user's (`run_ahead`) or the default for it.
-    pub fn fit(&self, speculation: &mut SpeculationConfig, run_ahead: Option<usize>) {
-        speculation.fill_window = self.lends_cores;
-        speculation.run_ahead =
-            run_ahead.unwrap_or_else(|| default_run_ahead(speculation.window, self.lends_cores));
-    }
-}
-
-/// `load_chain_with_pools`, with `wide`: a pool every model level may borrow.
-fn load_chain_lending(
-    entries: &[ChainEntry],
-    ngram: (usize, usize),
-    ctx_size: Option<usize>,
-    pools: &[Arc<rayon::ThreadPool>],
-    wide: Option<Arc<rayon::ThreadPool>>,
-) -> Result<LoadedChain> {
-    if pools.len() != entries.len() {
-        bail!(
-            "{} compute pools for {} levels: one per level",
-            pools.len(),
-            entries.len()
-        );
-    }
+) -> Result<(Vec<LevelSpec>, LoadedModel)> {
     let target_path = match entries.last() {
         Some(ChainEntry::Model(path)) => path.clone(),
-        _ => bail!("the last level of a chain must be a model (the target)"),
+        _ => bail!("the last level of --chain must be a GGUF file (the target), not ngram"),
     };
     let target = load(&target_path)?;
-    let capacity = context_size(&target.model, ctx_size)?;
-    let mut levels: Vec<Box<dyn Level>> = Vec::with_capacity(entries.len());
+    let mut specs = Vec::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
-        match entry {
-            ChainEntry::Ngram => {
-                let level = NgramLevel::new(ngram.0, ngram.1).context("--ngram-min/--ngram-max")?;
-                levels.push(Box::new(level));
-            }
+        specs.push(match entry {
+            ChainEntry::Ngram => LevelSpec::Ngram {
+                min: ngram.0,
+                max: ngram.1,
+            },
             ChainEntry::Model(path) => {
                 let model = if index + 1 == entries.len() {
                     target.model.clone()
@@ -266,19 +177,13 @@ fn load_chain_lending(
                     check_same_tokenizer(&level.tokenizer, path, &target.tokenizer, &target_path)?;
                     level.model
                 };
-                let session = Session::new(model, capacity, pools[index].clone());
-                let mut level = ModelLevel::new(level_name(path), session);
-                if let Some(wide) = &wide {
-                    level = level.with_borrowable_pool(wide.clone());
-                }
-                levels.push(Box::new(level));
+                LevelSpec::model(level_name(path), model)
             }
-        }
+        });
     }
-    Ok(LoadedChain { levels, target })
+    Ok((specs, target))
 }
 
-/// A level's label: its file name.
 /// A level's display name: its file name.
 pub fn level_name(path: &Path) -> String {
     path.file_name().map_or_else(

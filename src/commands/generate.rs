@@ -4,7 +4,8 @@ use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
 use pipespec_decode::{
-    GenerationConfig, LevelReport, SamplingParams, SpeculationConfig, Strategy, StrategyOutput,
+    Cores, GenerationConfig, LevelReport, SamplingParams, SpeculationConfig, Strategy,
+    StrategyOutput,
 };
 use serde_json::json;
 
@@ -40,21 +41,20 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         entries.insert(0, ChainEntry::Ngram);
     }
     let ngram = (args.ngram_min, args.ngram_max);
-    let chain = if strategy == Strategy::Pipespec {
+    let cores = if strategy == Strategy::Pipespec {
         // Each model level gets its own pool; idle levels lend theirs unless counts are per level.
-        let loaded = loading::load_pipespec_chain(&entries, ngram, args.ctx_size, &args.threads)?;
-        loaded.fit(&mut speculation, args.run_ahead);
-        loaded.chain
+        loading::pipespec_cores(&entries, &args.threads)?
     } else {
         let total = (!args.threads.is_empty()).then(|| args.threads.iter().sum());
-        let pools = vec![loading::thread_pool(total)?; entries.len()];
-        loading::load_chain_with_pools(&entries, ngram, args.ctx_size, &pools)?
+        Cores::Shared(loading::thread_pool(total)?)
     };
-    let mut levels = chain.levels;
-    let loaded = chain.target;
+    let chain = loading::load_chain(&entries, ngram, args.ctx_size, cores)?;
+    chain.builder.fit(&mut speculation, args.run_ahead);
     strategy
-        .levels(&levels)
+        .levels(&chain.builder.kinds())
         .with_context(|| format!("--strategy {strategy} with this chain"))?;
+    let mut levels = chain.builder.build()?;
+    let loaded = chain.target;
     let prompt_ids = loading::prompt_tokens(&loaded, &prompt, args.raw)?;
     let config = GenerationConfig {
         max_tokens: args.max_tokens,

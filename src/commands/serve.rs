@@ -3,8 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{bail, Context, Result};
-use pipespec_decode::{SpeculationConfig, Strategy};
-use pipespec_server::{Engine, LevelSpec, ServerConfig};
+use pipespec_decode::{Cores, SpeculationConfig, Strategy};
+use pipespec_server::{Engine, ServerConfig};
 
 use crate::cli::ServeArgs;
 use crate::loading::{self, ChainEntry};
@@ -26,46 +26,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
         // lookup means the n-gram drafter: add it rather than make the user spell it out.
         entries.insert(0, ChainEntry::Ngram);
     }
-    let pool = loading::thread_pool(args.threads)?;
-    // Load each file once; every slot builds its own sessions over these weights.
+    // Load each file once; every slot builds its own sessions over these weights, on one pool.
+    let cores = Cores::Shared(loading::thread_pool(args.threads)?);
+    let ngram = (args.ngram_min, args.ngram_max);
+    let chain = loading::load_chain(&entries, ngram, args.ctx_size, cores)?;
     let target_path = match entries.last() {
         Some(ChainEntry::Model(path)) => path.clone(),
         _ => bail!("the last level of --chain must be a GGUF file (the target)"),
     };
-    let target = loading::load(&target_path)?;
-    let capacity = loading::context_size(&target.model, args.ctx_size)?;
-    let mut levels = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
-        match entry {
-            ChainEntry::Ngram => levels.push(LevelSpec::Ngram {
-                min: args.ngram_min,
-                max: args.ngram_max,
-            }),
-            ChainEntry::Model(path) => {
-                let model = if index + 1 == entries.len() {
-                    target.model.clone()
-                } else {
-                    let level = loading::load(path)?;
-                    loading::check_same_tokenizer(
-                        &level.tokenizer,
-                        path,
-                        &target.tokenizer,
-                        &target_path,
-                    )?;
-                    level.model
-                };
-                levels.push(LevelSpec::Model {
-                    name: loading::level_name(path),
-                    model,
-                });
-            }
-        }
-    }
     let model_id = target_path.file_stem().map_or_else(
         || "pipespec".to_string(),
         |stem| stem.to_string_lossy().into_owned(),
     );
-    let engine = Engine::new(model_id, levels, target.tokenizer.clone(), capacity, pool)
+    let engine = Engine::new(model_id, chain.builder, chain.target.tokenizer.clone())
         .context("preparing the chain")?;
     // A request that names no strategy must be able to run the default.
     engine

@@ -14,6 +14,8 @@ pub enum DecodeError {
     EmptyPrompt,
     #[error("the prompt has {prompt} tokens but the context holds {capacity}: shorten it or raise --ctx-size")]
     PromptTooLong { prompt: usize, capacity: usize },
+    #[error("creating a compute pool of {threads} threads: {reason}")]
+    ThreadPool { threads: usize, reason: String },
     #[error(transparent)]
     Model(#[from] ModelError),
 }

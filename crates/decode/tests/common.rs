@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::quantized::GgmlDType;
+pub use pipespec_decode::LevelSpec;
 use pipespec_decode::{
-    generate_autoregressive, GenerationConfig, GenerationOutput, Level, ModelLevel, NgramLevel,
+    generate_autoregressive, ChainBuilder, Cores, GenerationConfig, GenerationOutput, Level,
     SamplingParams,
 };
 use pipespec_model::config::Architecture;
@@ -70,20 +71,18 @@ impl Models {
     }
 }
 
-/// One level of a test chain.
-#[derive(Clone)]
-pub enum LevelSpec {
-    Model(Arc<Model>),
-    Ngram,
+/// A model level of a test chain.
+pub fn model_level(model: Arc<Model>) -> LevelSpec {
+    LevelSpec::model("model", model)
 }
 
 pub fn session(model: &Arc<Model>) -> Session {
     Session::new(model.clone(), CAPACITY, pool())
 }
 
-/// Fresh levels (empty caches, zero counters) for a chain.
+/// Fresh levels (empty caches, zero counters) for a chain, through the one chain builder.
 pub fn chain(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
-    build_chain(levels, None)
+    build(levels, Cores::Shared(pool()))
 }
 
 /// `chain`, with every model level allowed to borrow one 2-thread pool (pipespec's core
@@ -93,26 +92,17 @@ pub fn chain_lending(levels: &[LevelSpec]) -> Vec<Box<dyn Level>> {
         .num_threads(2)
         .build()
         .expect("a 2-thread pool");
-    build_chain(levels, Some(Arc::new(wide)))
+    let cores = Cores::Lending {
+        pools: vec![pool(); levels.len()],
+        wide: Arc::new(wide),
+    };
+    build(levels, cores)
 }
 
-fn build_chain(levels: &[LevelSpec], wide: Option<Arc<rayon::ThreadPool>>) -> Vec<Box<dyn Level>> {
-    levels
-        .iter()
-        .enumerate()
-        .map(|(i, level)| -> Box<dyn Level> {
-            match level {
-                LevelSpec::Model(model) => {
-                    let level = ModelLevel::new(format!("level{i}"), session(model));
-                    match &wide {
-                        Some(wide) => Box::new(level.with_borrowable_pool(wide.clone())),
-                        None => Box::new(level),
-                    }
-                }
-                LevelSpec::Ngram => Box::new(NgramLevel::default()),
-            }
-        })
-        .collect()
+fn build(levels: &[LevelSpec], cores: Cores) -> Vec<Box<dyn Level>> {
+    ChainBuilder::new(levels.to_vec(), CAPACITY, cores)
+        .and_then(|builder| builder.build())
+        .expect("a test chain")
 }
 
 pub fn config(

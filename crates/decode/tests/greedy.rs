@@ -3,10 +3,14 @@
 use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
-use pipespec_decode::{FinishReason, SamplingParams, SpeculationConfig, Strategy, StrategyOutput};
+use pipespec_decode::{
+    FinishReason, LevelKind, SamplingParams, SpeculationConfig, Strategy, StrategyOutput,
+};
 use pipespec_model::Model;
 
-use crate::common::{chain, config, random_tokens, reference, spec, LevelSpec, Models};
+use crate::common::{
+    chain, config, model_level, random_tokens, reference, spec, LevelSpec, Models,
+};
 
 /// A level below the target, by its relation to the target.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,19 +61,17 @@ fn build(models: &mut Models, case: usize) -> (Arc<Model>, Vec<LevelSpec>, Vec<D
     let mut levels: Vec<LevelSpec> = shape
         .iter()
         .map(|draft| match draft {
-            Draft::Identical => LevelSpec::Model(target.clone()),
+            Draft::Identical => model_level(target.clone()),
             Draft::Quantized => {
                 let mut quantized = target_spec.clone();
                 quantized.matrix_dtype = GgmlDType::Q4_1;
-                LevelSpec::Model(models.load(&quantized))
+                model_level(models.load(&quantized))
             }
-            Draft::Unrelated => {
-                LevelSpec::Model(models.load(&spec(9_000 + case as u64, vocab, 32, 1)))
-            }
-            Draft::Ngram => LevelSpec::Ngram,
+            Draft::Unrelated => model_level(models.load(&spec(9_000 + case as u64, vocab, 32, 1))),
+            Draft::Ngram => LevelSpec::ngram(),
         })
         .collect();
-    levels.push(LevelSpec::Model(target.clone()));
+    levels.push(model_level(target.clone()));
     (target, levels, shape)
 }
 
@@ -124,7 +126,7 @@ fn every_strategy_reproduces_ar_greedily() {
         let speculation = SpeculationConfig::with_window(window);
         for strategy in Strategy::ALL {
             let mut levels = chain(&levels);
-            let Ok(used) = strategy.levels(&levels) else {
+            let Ok(used) = strategy.levels(&LevelKind::of_chain(&levels)) else {
                 continue;
             };
             let output = strategy
@@ -182,19 +184,16 @@ fn a_window_crossing_the_budget_is_cut_exactly() {
         let generation = config(max_tokens, SamplingParams::greedy(), 0, Vec::new());
         let expected = reference(&target, &prompt, &generation);
         for levels in [
+            vec![model_level(target.clone()), model_level(target.clone())],
             vec![
-                LevelSpec::Model(target.clone()),
-                LevelSpec::Model(target.clone()),
-            ],
-            vec![
-                LevelSpec::Ngram,
-                LevelSpec::Model(target.clone()),
-                LevelSpec::Model(target.clone()),
+                LevelSpec::ngram(),
+                model_level(target.clone()),
+                model_level(target.clone()),
             ],
         ] {
             for strategy in Strategy::ALL {
                 let mut levels = chain(&levels);
-                if strategy.levels(&levels).is_err() {
+                if strategy.levels(&LevelKind::of_chain(&levels)).is_err() {
                     continue;
                 }
                 let output = strategy
@@ -225,9 +224,9 @@ fn cancelling_stops_every_strategy_at_once() {
     let generation = config(30, SamplingParams::greedy(), 0, Vec::new());
     let expected = reference(&target, &prompt, &generation);
     let levels = vec![
-        LevelSpec::Ngram,
-        LevelSpec::Model(target.clone()),
-        LevelSpec::Model(target.clone()),
+        LevelSpec::ngram(),
+        model_level(target.clone()),
+        model_level(target.clone()),
     ];
     for strategy in Strategy::ALL {
         let mut levels = chain(&levels);
@@ -260,10 +259,7 @@ fn an_identical_draft_saves_target_passes() {
     let target = models.load(&spec(9, 128, 64, 2));
     let prompt = random_tokens(5, 12, 128);
     let generation = config(40, SamplingParams::greedy(), 0, Vec::new());
-    let levels = vec![
-        LevelSpec::Model(target.clone()),
-        LevelSpec::Model(target.clone()),
-    ];
+    let levels = vec![model_level(target.clone()), model_level(target.clone())];
     let ar = Strategy::Ar
         .generate(
             &mut chain(&levels),
@@ -314,7 +310,7 @@ fn the_ar_strategy_draws_like_generate_autoregressive() {
         let expected = reference(&target, &prompt, &generation);
         let output = Strategy::Ar
             .generate(
-                &mut chain(&[LevelSpec::Model(target.clone())]),
+                &mut chain(&[model_level(target.clone())]),
                 &prompt,
                 &generation,
                 &SpeculationConfig::default(),

@@ -16,7 +16,7 @@ use pipespec_decode::{
 use pipespec_model::Model;
 
 use crate::common::{
-    chain, chain_lending, config, random_tokens, reference, spec, LevelSpec, Models,
+    chain, chain_lending, config, model_level, random_tokens, reference, spec, LevelSpec, Models,
 };
 
 /// A pseudo-random pause of 0 to ~300 µs, from the level and step alone (a fn pointer: no state).
@@ -79,18 +79,18 @@ fn build(models: &mut Models, case: usize) -> (Arc<Model>, Vec<LevelSpec>) {
     let target = models.load(&target_spec);
     let mut quantized = target_spec.clone();
     quantized.matrix_dtype = GgmlDType::Q4_1;
-    let quantized = LevelSpec::Model(models.load(&quantized));
-    let unrelated = LevelSpec::Model(models.load(&spec(7_000 + case as u64, vocab, 32, 1)));
-    let identical = LevelSpec::Model(target.clone());
+    let quantized = model_level(models.load(&quantized));
+    let unrelated = model_level(models.load(&spec(7_000 + case as u64, vocab, 32, 1)));
+    let identical = model_level(target.clone());
     let mut levels = match case % 6 {
         0 => vec![quantized],
         1 => vec![unrelated],
-        2 => vec![LevelSpec::Ngram, quantized],
+        2 => vec![LevelSpec::ngram(), quantized],
         3 => vec![unrelated, identical],
-        4 => vec![LevelSpec::Ngram, unrelated, quantized],
+        4 => vec![LevelSpec::ngram(), unrelated, quantized],
         _ => vec![quantized.clone(), unrelated, quantized],
     };
-    levels.push(LevelSpec::Model(target.clone()));
+    levels.push(model_level(target.clone()));
     (target, levels)
 }
 
@@ -186,7 +186,7 @@ fn a_run_ahead_bound_limits_wasted_drafts() {
     let mut models = Models::new();
     let target = models.load(&spec(11, 64, 64, 2));
     let drafter = models.load(&spec(12, 64, 32, 1));
-    let levels = [LevelSpec::Model(drafter), LevelSpec::Model(target.clone())];
+    let levels = [model_level(drafter), model_level(target.clone())];
     let prompt = random_tokens(5, 8, 64);
     let generation = config(30, SamplingParams::greedy(), 0, Vec::new());
     let expected = reference(&target, &prompt, &generation).tokens;
@@ -213,10 +213,7 @@ fn a_filling_verifier_checks_full_windows() {
     // though the drafter is slowed down and the target would otherwise find one or two.
     let mut models = Models::new();
     let target = models.load(&spec(13, 64, 32, 1));
-    let levels = [
-        LevelSpec::Model(target.clone()),
-        LevelSpec::Model(target.clone()),
-    ];
+    let levels = [model_level(target.clone()), model_level(target.clone())];
     let prompt = random_tokens(6, 5, 64);
     let generation = config(41, SamplingParams::greedy(), 0, Vec::new());
     let expected = reference(&target, &prompt, &generation).tokens;
@@ -250,10 +247,7 @@ fn a_target_verifies_on_borrowed_cores_while_its_drafter_waits() {
     // on every level's cores, as `staged` would.
     let mut models = Models::new();
     let target = models.load(&spec(14, 64, 32, 1));
-    let levels = [
-        LevelSpec::Model(target.clone()),
-        LevelSpec::Model(target.clone()),
-    ];
+    let levels = [model_level(target.clone()), model_level(target.clone())];
     let prompt = random_tokens(7, 5, 64);
     let generation = config(30, SamplingParams::greedy(), 0, Vec::new());
     let expected = reference(&target, &prompt, &generation).tokens;
@@ -359,9 +353,9 @@ fn cancellation_eos_and_budget_leave_no_thread_behind() {
         models.load(&s)
     };
     let levels = [
-        LevelSpec::Ngram,
-        LevelSpec::Model(quantized),
-        LevelSpec::Model(target.clone()),
+        LevelSpec::ngram(),
+        model_level(quantized),
+        model_level(target.clone()),
     ];
     let prompt = random_tokens(9, 10, 64);
     let full = config(48, SamplingParams::greedy(), 0, Vec::new());
@@ -436,10 +430,7 @@ fn cancellation_eos_and_budget_leave_no_thread_behind() {
 fn per_level_metrics_describe_the_run() {
     let mut models = Models::new();
     let target = models.load(&spec(31, 64, 64, 2));
-    let levels = [
-        LevelSpec::Model(target.clone()),
-        LevelSpec::Model(target.clone()),
-    ];
+    let levels = [model_level(target.clone()), model_level(target.clone())];
     let prompt = random_tokens(2, 6, 64);
     let generation = config(40, SamplingParams::greedy(), 0, Vec::new());
     let output = pipespec(
@@ -467,7 +458,7 @@ fn per_level_metrics_describe_the_run() {
 fn a_chain_without_a_verifier_above_the_first_level_is_refused() {
     let mut models = Models::new();
     let target = models.load(&spec(41, 64, 32, 1));
-    let mut levels = chain(&[LevelSpec::Ngram, LevelSpec::Ngram, LevelSpec::Model(target)]);
+    let mut levels = chain(&[LevelSpec::ngram(), LevelSpec::ngram(), model_level(target)]);
     let generation = config(4, SamplingParams::greedy(), 0, Vec::new());
     let result = Strategy::Pipespec.generate(
         &mut levels,

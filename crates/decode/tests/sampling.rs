@@ -7,7 +7,7 @@ use pipespec_decode::verify::Verdict;
 use pipespec_decode::{Sampler, SamplingParams, SpeculationConfig, Strategy};
 use pipespec_model::Model;
 
-use crate::common::{chain, config, session, spec, LevelSpec, Models};
+use crate::common::{chain, config, model_level, session, spec, LevelSpec, Models};
 
 const VOCAB: usize = 8;
 /// Tokens of the joint distribution tested: VOCAB^3 cells.
@@ -262,17 +262,17 @@ fn fixture() -> Fixture {
 
 fn chains(f: &Fixture) -> Vec<(Strategy, Vec<LevelSpec>)> {
     let (target, draft, other) = (
-        LevelSpec::Model(f.target.clone()),
-        LevelSpec::Model(f.draft.clone()),
-        LevelSpec::Model(f.other_draft.clone()),
+        model_level(f.target.clone()),
+        model_level(f.draft.clone()),
+        model_level(f.other_draft.clone()),
     );
     vec![
         (Strategy::Ar, vec![target.clone()]),
         (Strategy::Sd, vec![draft.clone(), target.clone()]),
-        (Strategy::Lookup, vec![LevelSpec::Ngram, target.clone()]),
+        (Strategy::Lookup, vec![LevelSpec::ngram(), target.clone()]),
         (
             Strategy::Staged,
-            vec![LevelSpec::Ngram, draft.clone(), target.clone()],
+            vec![LevelSpec::ngram(), draft.clone(), target.clone()],
         ),
         (
             Strategy::Staged,
@@ -281,7 +281,7 @@ fn chains(f: &Fixture) -> Vec<(Strategy, Vec<LevelSpec>)> {
         (Strategy::Pipespec, vec![draft.clone(), target.clone()]),
         (
             Strategy::Pipespec,
-            vec![LevelSpec::Ngram, draft.clone(), target.clone()],
+            vec![LevelSpec::ngram(), draft.clone(), target.clone()],
         ),
         (Strategy::Pipespec, vec![other, draft, target]),
     ]
@@ -340,10 +340,7 @@ fn a_wrong_verifier_fails_the_same_test() {
         top_p: 1.0,
     };
     let expected = exact_joint(&f.target, &f.prompt, &params);
-    let sd = vec![
-        LevelSpec::Model(f.draft.clone()),
-        LevelSpec::Model(f.target.clone()),
-    ];
+    let sd = vec![model_level(f.draft.clone()), model_level(f.target.clone())];
     for (name, verifier) in [
         ("always accept", always_accept as _),
         ("resample from p", resample_from_target as _),

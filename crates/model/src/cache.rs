@@ -46,6 +46,13 @@ impl KvCache {
         self.keys.len() * per_layer * 4
     }
 
+    /// Bytes a cache of `capacity` positions for `config` occupies once full, without making one.
+    pub fn byte_size_for(config: &Config, capacity: usize) -> usize {
+        let panels = capacity.div_ceil(KEY_PANEL);
+        let per_layer = config.kv_head_count * config.head_dim * (capacity + panels * KEY_PANEL);
+        config.layer_count * per_layer * 4
+    }
+
     /// Positions currently held.
     pub fn len(&self) -> usize {
         self.len

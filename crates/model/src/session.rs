@@ -159,6 +159,11 @@ impl Session {
         self.cache.byte_size()
     }
 
+    /// `cache_bytes` of a session of `capacity` positions on `model`, without making one.
+    pub fn cache_bytes_for(model: &Model, capacity: usize) -> usize {
+        KvCache::byte_size_for(&model.config, capacity)
+    }
+
     /// Rolls the sequence back to `len` positions: O(1).
     pub fn truncate(&mut self, len: usize) {
         self.cache.truncate(len);

@@ -128,7 +128,9 @@ impl From<pipespec_decode::DecodeError> for ApiError {
                     .with_param("prompt")
                     .with_code("context_length_exceeded")
             }
-            DecodeError::Model(_) => ApiError::internal(error.to_string()),
+            DecodeError::Model(_) | DecodeError::ThreadPool { .. } => {
+                ApiError::internal(error.to_string())
+            }
         }
     }
 }

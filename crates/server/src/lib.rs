@@ -17,4 +17,4 @@ pub mod worker;
 pub use config::ServerConfig;
 pub use errors::{ApiError, ErrorKind};
 pub use server::{run_until_signal, Ready, Server};
-pub use state::{Engine, LevelSpec};
+pub use state::Engine;

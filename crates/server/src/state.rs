@@ -1,37 +1,26 @@
-//! What the server loaded once and shares (weights, tokenizer, chat template, compute pool), and the slots built from it, each with its own KV caches.
+//! What the server loaded once and shares (the chain's recipe and weights, tokenizer, chat template), and the slots built from it, each with its own KV caches.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use pipespec_decode::{Level, ModelLevel, NgramLevel, Strategy};
+use pipespec_decode::{ChainBuilder, Level, LevelSpec, Strategy};
 use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
-use pipespec_model::{Model, Session};
 
 use crate::errors::{ApiError, ErrorKind};
 
-/// One level of the loaded chain, as a recipe for building it in each slot.
-#[derive(Clone)]
-pub enum LevelSpec {
-    /// The n-gram drafter with its match range.
-    Ngram { min: usize, max: usize },
-    /// A model level; the weights are shared by every slot.
-    Model { name: String, model: Arc<Model> },
-}
-
-/// The chain as loaded: levels smallest first, the target last, and what the target's file brings.
+/// The chain as loaded: how to build its levels (smallest first, the target last) in each slot,
+/// and what the target's file brings.
 pub struct Engine {
     /// The id clients name in `model`.
     pub model_id: String,
-    pub levels: Vec<LevelSpec>,
+    /// Every slot's levels come from here; its compute pool is shared by all slots, so several
+    /// slots never oversubscribe the cores.
+    pub chain: ChainBuilder,
     pub tokenizer: Arc<Tokenizer>,
     /// None when the target has no chat template: chat requests are then refused.
     pub template: Option<ChatTemplate>,
     /// KV cache positions of every model level in every slot.
     pub capacity: usize,
-    /// One pool shared by all slots, so several slots never oversubscribe the cores.
-    pub pool: Arc<rayon::ThreadPool>,
-    /// A one-position copy of the chain, to check a requested strategy against.
-    probe: Mutex<Vec<Box<dyn Level>>>,
 }
 
 /// A generation slot: its own levels (KV caches) over the shared weights.
@@ -43,16 +32,13 @@ pub struct Slot {
 }
 
 impl Engine {
-    /// Builds the engine; `levels` must end with a model (the target). The chat template is
-    /// read from the target's file.
+    /// Builds the engine over `chain`; the chat template is read from the target's file.
     pub fn new(
         model_id: String,
-        levels: Vec<LevelSpec>,
+        chain: ChainBuilder,
         tokenizer: Arc<Tokenizer>,
-        capacity: usize,
-        pool: Arc<rayon::ThreadPool>,
     ) -> Result<Engine, ApiError> {
-        let target = match levels.last() {
+        let target = match chain.specs().last() {
             Some(LevelSpec::Model { model, .. }) => model.clone(),
             _ => {
                 return Err(ApiError::internal(
@@ -71,53 +57,36 @@ impl Engine {
             ),
             Err(_) => None,
         };
-        let mut engine = Engine {
+        Ok(Engine {
             model_id,
-            levels,
+            capacity: chain.capacity(),
+            chain,
             tokenizer,
             template,
-            capacity: 1,
-            pool,
-            probe: Mutex::new(Vec::new()),
-        };
-        engine.probe = Mutex::new(engine.new_slot(0)?.levels);
-        engine.capacity = capacity;
-        Ok(engine)
+        })
     }
 
     /// A fresh slot: one session per model level, sharing the weights.
     pub fn new_slot(&self, index: usize) -> Result<Slot, ApiError> {
-        let mut levels: Vec<Box<dyn Level>> = Vec::with_capacity(self.levels.len());
-        let mut cache_bytes = 0;
-        for spec in &self.levels {
-            match spec {
-                LevelSpec::Ngram { min, max } => {
-                    levels.push(Box::new(NgramLevel::new(*min, *max)?))
-                }
-                LevelSpec::Model { name, model } => {
-                    let session = Session::new(model.clone(), self.capacity, self.pool.clone());
-                    cache_bytes += session.cache_bytes();
-                    levels.push(Box::new(ModelLevel::new(name.clone(), session)));
-                }
-            }
-        }
         Ok(Slot {
             index,
-            levels,
-            cache_bytes,
+            levels: self.chain.build()?,
+            cache_bytes: self.chain.cache_bytes(),
         })
     }
 
     /// Fails unless `strategy` can run on the loaded chain.
     pub fn check_strategy(&self, strategy: Strategy) -> Result<(), ApiError> {
-        let probe = self.probe.lock().unwrap_or_else(|e| e.into_inner());
-        strategy.levels(&probe).map(|_| ()).map_err(|e| {
-            ApiError::new(
-                ErrorKind::InvalidRequest,
-                format!("strategy {strategy} cannot run on the loaded chain: {e}"),
-            )
-            .with_param("strategy")
-        })
+        strategy
+            .levels(&self.chain.kinds())
+            .map(|_| ())
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("strategy {strategy} cannot run on the loaded chain: {e}"),
+                )
+                .with_param("strategy")
+            })
     }
 
     /// The token ids of raw completion text.

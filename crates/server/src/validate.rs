@@ -102,7 +102,7 @@ pub fn params(
     };
     let window = match request.window {
         None => config.default_window,
-        Some(window) if (1..=pipespec_decode::strategy::MAX_WINDOW as i64).contains(&window) => {
+        Some(window) if (1..=pipespec_decode::speculation::MAX_WINDOW as i64).contains(&window) => {
             window as usize
         }
         Some(window) => {
@@ -110,7 +110,7 @@ pub fn params(
                 "window",
                 &format!(
                     "an integer in 1..={}",
-                    pipespec_decode::strategy::MAX_WINDOW
+                    pipespec_decode::speculation::MAX_WINDOW
                 ),
                 window,
             ))

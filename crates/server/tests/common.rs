@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use pipespec_decode::{ChainBuilder, Cores, LevelSpec};
 use pipespec_decode::{
     GenerationConfig, Level, ModelLevel, SamplingParams, SpeculationConfig, Strategy,
 };
@@ -12,7 +13,7 @@ use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::synthetic::SyntheticSpec;
 use pipespec_model::tokenizer::Tokenizer;
 use pipespec_model::{Model, Session};
-use pipespec_server::{Engine, LevelSpec, Server, ServerConfig};
+use pipespec_server::{Engine, Server, ServerConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -78,17 +79,13 @@ pub fn slow_synthetic(max_concurrent: usize, queue: usize) -> TestServer {
 pub fn start(path: &Path, capacity: usize, max_concurrent: usize, queue: usize) -> TestServer {
     let model = Model::load(path).unwrap();
     let tokenizer = Arc::new(Tokenizer::from_gguf(model.file()).unwrap());
-    let engine = Engine::new(
-        "test-model".into(),
-        vec![LevelSpec::Model {
-            name: "target".into(),
-            model: model.clone(),
-        }],
-        tokenizer.clone(),
+    let chain = ChainBuilder::new(
+        vec![LevelSpec::model("target", model.clone())],
         capacity,
-        pool(),
+        Cores::Shared(pool()),
     )
     .unwrap();
+    let engine = Engine::new("test-model".into(), chain, tokenizer.clone()).unwrap();
     let mut config = ServerConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         Strategy::Ar,

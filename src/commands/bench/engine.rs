@@ -1,7 +1,9 @@
 //! The real engine the bench drives: one loaded chain per strategy (lookup with an ngram level in front, pipespec with a compute pool per level), the target's chat template.
 
 use anyhow::{bail, Context, Result};
-use pipespec_decode::{GenerationConfig, Level, SpeculationConfig, Strategy, StrategyOutput};
+use pipespec_decode::{
+    Cores, GenerationConfig, Level, LevelKind, SpeculationConfig, Strategy, StrategyOutput,
+};
 use pipespec_model::chat::ChatMessage;
 
 use super::harness::Engine;
@@ -55,29 +57,15 @@ impl ChainEngine {
             }
             let mut speculation = settings.speculation(strategy);
             // pipespec runs its levels at once, each on its own pool; the others share one.
-            let (chain, level_threads) = if strategy == Strategy::Pipespec {
-                let loaded = loading::load_pipespec_chain(
-                    &entries,
-                    settings.ngram,
-                    settings.ctx_size,
-                    &settings.threads,
-                )?;
-                loaded.fit(&mut speculation, settings.run_ahead);
-                (loaded.chain, loaded.level_threads)
+            let cores = if strategy == Strategy::Pipespec {
+                loading::pipespec_cores(&entries, &settings.threads)?
             } else {
-                let pools = vec![shared_pool.clone(); entries.len()];
-                let chain = loading::load_chain_with_pools(
-                    &entries,
-                    settings.ngram,
-                    settings.ctx_size,
-                    &pools,
-                )?;
-                (
-                    chain,
-                    vec![shared_pool.current_num_threads(); entries.len()],
-                )
+                Cores::Shared(shared_pool.clone())
             };
-            let used = match runnable_levels(strategy, &chain.levels) {
+            let chain = loading::load_chain(&entries, settings.ngram, settings.ctx_size, cores)?;
+            chain.builder.fit(&mut speculation, settings.run_ahead);
+            let level_threads = chain.builder.level_threads();
+            let used = match runnable_levels(strategy, &chain.builder.kinds()) {
                 Ok(used) => used,
                 Err(error) if explicit => {
                     return Err(error.context(format!("--strategies {strategy} with this --chain")))
@@ -94,10 +82,11 @@ impl ChainEngine {
                     ChainEntry::Model(_) => level_threads[i],
                 })
                 .collect();
+            let levels = chain.builder.build()?;
             target.get_or_insert(chain.target);
             chains.push(StrategyChain {
                 strategy,
-                levels: chain.levels,
+                levels,
                 used,
                 threads,
                 speculation,
@@ -144,9 +133,9 @@ impl ChainEngine {
     }
 }
 
-/// The levels `strategy` uses on `levels`; the multi-level strategies need two at least.
-fn runnable_levels(strategy: Strategy, levels: &[Box<dyn Level>]) -> Result<Vec<usize>> {
-    let used = strategy.levels(levels)?;
+/// The levels `strategy` uses on a chain of `kinds`; the multi-level strategies need two at least.
+fn runnable_levels(strategy: Strategy, kinds: &[LevelKind]) -> Result<Vec<usize>> {
+    let used = strategy.levels(kinds)?;
     if strategy != Strategy::Ar && used.len() < 2 {
         bail!("{strategy} needs a draft level and a target: give --chain DRAFT.gguf,TARGET.gguf");
     }

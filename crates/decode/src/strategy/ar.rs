@@ -6,8 +6,9 @@ use crate::error::Result;
 use crate::generate::{token_budget, GenerationConfig};
 use crate::level::Level;
 use crate::sampling::Sampler;
+use crate::strategy::chain::{check_verifier, report};
 use crate::strategy::commit::Committed;
-use crate::strategy::{check_verifier, report, StrategyOutput};
+use crate::strategy::StrategyOutput;
 
 /// Generates with `target` alone; the same draws as `generate_autoregressive` for the same seed.
 pub fn generate(

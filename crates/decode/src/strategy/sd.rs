@@ -1,12 +1,12 @@
 //! `sd`: standard two-level speculative decoding: which levels it uses (the chain's last two model levels); it runs on the staged core.
 
+use crate::chain::LevelKind;
 use crate::error::{DecodeError, Result};
-use crate::level::Level;
 
-/// Indices of the levels `sd` uses: the last two that can verify (the n-gram drafter cannot).
-pub fn levels(chain: &[Box<dyn Level>]) -> Result<Vec<usize>> {
-    let models: Vec<usize> = (0..chain.len())
-        .filter(|&i| chain[i].can_verify())
+/// Indices of the levels `sd` uses: the last two model levels (the n-gram drafter cannot verify).
+pub fn levels(kinds: &[LevelKind]) -> Result<Vec<usize>> {
+    let models: Vec<usize> = (0..kinds.len())
+        .filter(|&i| kinds[i] == LevelKind::Model)
         .collect();
     if models.len() < 2 {
         return Err(DecodeError::InvalidParameter {

@@ -13,8 +13,10 @@ use crate::error::Result;
 use crate::generate::GenerationConfig;
 use crate::level::{Drafts, Level};
 use crate::sampling::Sampler;
+use crate::speculation::SpeculationConfig;
+use crate::strategy::chain::{prepare_chain, report};
 use crate::strategy::commit::Committed;
-use crate::strategy::{prepare_chain, report, SpeculationConfig, StrategyOutput};
+use crate::strategy::StrategyOutput;
 use crate::verify::{verify_greedy, warp_rows, Verdict};
 
 /// Runs every level of `levels` (smallest first, target last) as one synchronous hierarchy.

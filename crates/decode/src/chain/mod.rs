@@ -1,0 +1,197 @@
+//! One way to build a chain of levels: specs (which models, which n-gram range), a KV cache
+//! capacity and how the levels get their cores, turned into fresh levels as often as needed
+//! (the CLI once per run, the server once per slot, the tests once per case).
+
+mod cores;
+
+use std::sync::Arc;
+
+use pipespec_model::{Model, Session};
+
+pub use cores::{split_threads, thread_pool, Cores};
+
+use crate::error::{DecodeError, Result};
+use crate::level::{Level, ModelLevel};
+use crate::ngram::{NgramLevel, DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN};
+use crate::speculation::{default_run_ahead, SpeculationConfig};
+
+/// What a level is, which is all a strategy needs to pick its levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelKind {
+    /// The model-free prompt-lookup drafter: drafts only.
+    Ngram,
+    /// A model: drafts and verifies.
+    Model,
+}
+
+impl LevelKind {
+    /// The kind of a live level (`can_verify` tells them apart).
+    pub fn of(level: &dyn Level) -> LevelKind {
+        if level.can_verify() {
+            LevelKind::Model
+        } else {
+            LevelKind::Ngram
+        }
+    }
+
+    /// The kinds of a live chain's levels, smallest first.
+    pub fn of_chain(chain: &[Box<dyn Level>]) -> Vec<LevelKind> {
+        chain.iter().map(|level| LevelKind::of(&**level)).collect()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LevelKind::Ngram => "ngram",
+            LevelKind::Model => "model",
+        }
+    }
+}
+
+/// One level of a chain, as a recipe: building it twice gives two levels with their own state
+/// (KV caches, counters) over the same weights.
+#[derive(Clone)]
+pub enum LevelSpec {
+    /// The n-gram drafter with its match range (tokens).
+    Ngram { min: usize, max: usize },
+    /// A model level named `name` (in reports); the weights are shared by every build.
+    Model { name: String, model: Arc<Model> },
+}
+
+impl LevelSpec {
+    pub fn kind(&self) -> LevelKind {
+        match self {
+            LevelSpec::Ngram { .. } => LevelKind::Ngram,
+            LevelSpec::Model { .. } => LevelKind::Model,
+        }
+    }
+
+    /// The n-gram drafter with its default match range.
+    pub fn ngram() -> LevelSpec {
+        LevelSpec::Ngram {
+            min: DEFAULT_NGRAM_MIN,
+            max: DEFAULT_NGRAM_MAX,
+        }
+    }
+
+    pub fn model(name: impl Into<String>, model: Arc<Model>) -> LevelSpec {
+        LevelSpec::Model {
+            name: name.into(),
+            model,
+        }
+    }
+}
+
+/// A chain's recipe, checked once: levels smallest first with a model last (the target),
+/// every model level's KV cache capacity, and the cores each level computes on.
+pub struct ChainBuilder {
+    specs: Vec<LevelSpec>,
+    capacity: usize,
+    cores: Cores,
+}
+
+impl ChainBuilder {
+    /// Fails when the chain is empty, its last level is not a model, an n-gram range is
+    /// invalid, the capacity is 0 or `cores` has a pool count other than one per level.
+    pub fn new(specs: Vec<LevelSpec>, capacity: usize, cores: Cores) -> Result<ChainBuilder> {
+        if !matches!(specs.last(), Some(LevelSpec::Model { .. })) {
+            return Err(DecodeError::InvalidParameter {
+                name: "chain",
+                bounds: "at least one level, a model last (the target)",
+                value: specs
+                    .iter()
+                    .map(|spec| spec.kind().as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            });
+        }
+        if capacity == 0 {
+            return Err(DecodeError::InvalidParameter {
+                name: "capacity",
+                bounds: "at least 1 position",
+                value: "0".into(),
+            });
+        }
+        for spec in &specs {
+            if let LevelSpec::Ngram { min, max } = spec {
+                NgramLevel::new(*min, *max)?;
+            }
+        }
+        cores.check(specs.len())?;
+        Ok(ChainBuilder {
+            specs,
+            capacity,
+            cores,
+        })
+    }
+
+    pub fn specs(&self) -> &[LevelSpec] {
+        &self.specs
+    }
+
+    /// The kinds of the levels, smallest first: what `Strategy::levels` checks.
+    pub fn kinds(&self) -> Vec<LevelKind> {
+        self.specs.iter().map(LevelSpec::kind).collect()
+    }
+
+    /// KV cache positions of every model level.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The threads each level computes on (an n-gram level's count is its unused pool's).
+    pub fn level_threads(&self) -> Vec<usize> {
+        (0..self.specs.len())
+            .map(|index| self.cores.pool(index).current_num_threads())
+            .collect()
+    }
+
+    /// Whether idle model levels lend their cores to the others (`Cores::Lending`).
+    pub fn lends_cores(&self) -> bool {
+        self.cores.lends()
+    }
+
+    /// Fits `speculation` to how this chain shares cores: verifiers fill their windows when
+    /// cores are lent (so that drafters park and lend theirs), and the run-ahead is the user's
+    /// (`run_ahead`) or the default for that sharing.
+    pub fn fit(&self, speculation: &mut SpeculationConfig, run_ahead: Option<usize>) {
+        let lends = self.lends_cores();
+        speculation.fill_window = lends;
+        speculation.run_ahead =
+            run_ahead.unwrap_or_else(|| default_run_ahead(speculation.window, lends));
+    }
+
+    /// Fresh levels (empty caches, zero counters), smallest first.
+    pub fn build(&self) -> Result<Vec<Box<dyn Level>>> {
+        self.specs
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| -> Result<Box<dyn Level>> {
+                Ok(match spec {
+                    LevelSpec::Ngram { min, max } => Box::new(NgramLevel::new(*min, *max)?),
+                    LevelSpec::Model { name, model } => {
+                        let pool = self.cores.pool(index).clone();
+                        let level = ModelLevel::new(
+                            name.clone(),
+                            Session::new(model.clone(), self.capacity, pool),
+                        );
+                        match self.cores.lending_pool() {
+                            Some(wide) => Box::new(level.with_borrowable_pool(wide.clone())),
+                            None => Box::new(level),
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Bytes of the KV caches one build holds (every model level's).
+    pub fn cache_bytes(&self) -> usize {
+        self.specs
+            .iter()
+            .map(|spec| match spec {
+                LevelSpec::Ngram { .. } => 0,
+                LevelSpec::Model { model, .. } => Session::cache_bytes_for(model, self.capacity),
+            })
+            .sum()
+    }
+}
