@@ -4,7 +4,7 @@ use pipespec_decode::LevelReport;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::scheduler::Summary;
+use crate::job::Summary;
 
 /// Which endpoint a response belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

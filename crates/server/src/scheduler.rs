@@ -2,57 +2,18 @@
 //!
 //! Each worker owns one slot (its KV caches) and runs one job at a time. Batching several jobs
 //! into one forward pass would replace the per-slot workers with one that takes several jobs
-//! from the same queue; the job, event and queue types stay as they are.
+//! from the same queue; the job and event types (`job`) and the queue stay as they are.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
-
-use pipespec_decode::{GenerationConfig, LevelReport, SpeculationConfig, Strategy};
-use tokio::sync::mpsc;
 
 use crate::errors::{ApiError, ErrorKind};
+use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::state::{Engine, Slot};
 use crate::worker;
-
-/// One validated generation, ready for a slot.
-pub struct Job {
-    pub prompt: Vec<u32>,
-    pub config: GenerationConfig,
-    pub strategy: Strategy,
-    pub speculation: SpeculationConfig,
-    pub stop: Vec<String>,
-    /// When the request arrived: latencies are measured from here.
-    pub arrived: Instant,
-    /// Where the worker sends text and the outcome; closed when the client went away.
-    pub events: mpsc::UnboundedSender<Event>,
-}
-
-/// What a worker reports about a job.
-#[derive(Debug)]
-pub enum Event {
-    /// Newly released text (never empty).
-    Text(String),
-    Done(Summary),
-    Failed(ApiError),
-}
-
-/// A finished generation.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    pub finish_reason: &'static str,
-    pub strategy: Strategy,
-    pub window: usize,
-    pub levels: Vec<LevelReport>,
-    pub queue_s: f64,
-    pub ttft_s: f64,
-    pub wall_s: f64,
-}
 
 struct Queue {
     jobs: VecDeque<Job>,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::errors::ApiError;
 use crate::response::ResponseMeta;
-use crate::scheduler::Event;
+use crate::job::Event;
 
 /// The SSE response. Dropping it (the client went away) drops `events`' receiver, which the
 /// worker notices at its next token and cancels the generation.

@@ -7,7 +7,7 @@ use pipespec_model::tokenizer::OwnedStreamDecoder;
 
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
-use crate::scheduler::{Event, Job, Summary};
+use crate::job::{Event, Job, Summary};
 use crate::state::{Engine, Slot};
 use crate::stop::StopMatcher;
 

@@ -2,7 +2,7 @@
 
 use pipespec_decode::{LevelMetrics, LevelReport, Strategy};
 use pipespec_server::response::{Endpoint, ResponseMeta};
-use pipespec_server::scheduler::Summary;
+use pipespec_server::job::Summary;
 use pipespec_server::{ApiError, ErrorKind};
 use serde_json::{json, Value};
 

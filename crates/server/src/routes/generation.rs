@@ -16,7 +16,7 @@ use super::AppState;
 use crate::errors::{ApiError, ErrorKind};
 use crate::request::{self, GenerationRequest};
 use crate::response::{Endpoint, ResponseMeta};
-use crate::scheduler::{Event, Job};
+use crate::job::{Event, Job};
 use crate::{sse, validate};
 
 /// The prompt as the endpoint takes it.
