@@ -56,7 +56,11 @@ fn chat_whole_and_streamed_equal_the_library() {
     assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(stream_text(&events), expected);
     let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
-    assert!(last["choices"][0]["finish_reason"].is_string(), "{last}");
+    assert_eq!(
+        last["choices"][0]["finish_reason"],
+        value["choices"][0]["finish_reason"],
+        "{last}"
+    );
 }
 
 #[test]
