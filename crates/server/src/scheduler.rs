@@ -5,7 +5,6 @@
 //! from the same queue; the job and event types (`job`) and the queue stay as they are.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -53,9 +52,7 @@ impl Scheduler {
         let mut workers = Vec::with_capacity(slots);
         for index in 0..slots.max(1) {
             let slot = engine.new_slot(index)?;
-            metrics
-                .slot_cache_bytes
-                .store(slot.cache_bytes, Ordering::Relaxed);
+            metrics.slot_cache_bytes.set(slot.cache_bytes as u64);
             let (engine, shared) = (engine.clone(), shared.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("pipespec-slot-{index}"))
@@ -63,7 +60,7 @@ impl Scheduler {
                 .map_err(|e| ApiError::internal(format!("starting slot worker {index}: {e}")))?;
             workers.push(handle);
         }
-        metrics.slots.store(workers.len(), Ordering::Relaxed);
+        metrics.slots.set(workers.len() as u64);
         Ok(Scheduler {
             shared,
             workers: Mutex::new(workers),
@@ -91,10 +88,7 @@ impl Scheduler {
             .with_code("queue_full"));
         }
         queue.jobs.push_back(job);
-        self.shared
-            .metrics
-            .queue_depth
-            .store(queue.jobs.len(), Ordering::Relaxed);
+        self.shared.metrics.queue_depth.set(queue.jobs.len() as u64);
         drop(queue);
         self.shared.ready.notify_one();
         Ok(())
@@ -128,10 +122,7 @@ fn run_worker(mut slot: Slot, engine: &Engine, shared: &Shared) {
             let mut queue = lock(&shared.queue);
             loop {
                 if let Some(job) = queue.jobs.pop_front() {
-                    shared
-                        .metrics
-                        .queue_depth
-                        .store(queue.jobs.len(), Ordering::Relaxed);
+                    shared.metrics.queue_depth.set(queue.jobs.len() as u64);
                     break job;
                 }
                 if queue.closed {
@@ -144,8 +135,8 @@ fn run_worker(mut slot: Slot, engine: &Engine, shared: &Shared) {
             // The client left while the job waited.
             continue;
         }
-        shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.in_flight.inc();
         worker::run(&mut slot, engine, job, &shared.metrics);
-        shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        shared.metrics.in_flight.dec();
     }
 }

@@ -1,7 +1,5 @@
 //! `GET /health`: up, with the slot and queue state.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
@@ -14,9 +12,9 @@ pub struct Health {
     /// Always `ok`: a server that answers is up.
     pub status: &'static str,
     pub model: String,
-    pub slots: usize,
-    pub in_flight: usize,
-    pub queue_depth: usize,
+    pub slots: u64,
+    pub in_flight: u64,
+    pub queue_depth: u64,
 }
 
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
@@ -24,8 +22,8 @@ pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         model: state.engine.model_id.clone(),
-        slots: metrics.slots.load(Ordering::Relaxed),
-        in_flight: metrics.in_flight.load(Ordering::Relaxed),
-        queue_depth: metrics.queue_depth.load(Ordering::Relaxed),
+        slots: metrics.slots.get(),
+        in_flight: metrics.in_flight.get(),
+        queue_depth: metrics.queue_depth.get(),
     })
 }
