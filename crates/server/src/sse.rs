@@ -8,8 +8,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::errors::ApiError;
-use crate::response::ResponseMeta;
 use crate::job::Event;
+use crate::response::ResponseMeta;
 
 /// The SSE response. Dropping it (the client went away) drops `events`' receiver, which the
 /// worker notices at its next token and cancels the generation.
@@ -47,7 +47,9 @@ pub fn stream(
 /// One event holding `value` as JSON; a value that cannot be serialized becomes an error object.
 fn data(value: &impl Serialize) -> SseEvent {
     let json = serde_json::to_string(value).or_else(|e| {
-        serde_json::to_string(&ApiError::internal(format!("serializing a stream chunk: {e}")).body())
+        serde_json::to_string(
+            &ApiError::internal(format!("serializing a stream chunk: {e}")).body(),
+        )
     });
     SseEvent::default().data(json.unwrap_or_default())
 }

@@ -57,8 +57,7 @@ fn chat_whole_and_streamed_equal_the_library() {
     assert_eq!(stream_text(&events), expected);
     let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(
-        last["choices"][0]["finish_reason"],
-        value["choices"][0]["finish_reason"],
+        last["choices"][0]["finish_reason"], value["choices"][0]["finish_reason"],
         "{last}"
     );
 }

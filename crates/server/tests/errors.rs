@@ -19,7 +19,11 @@ fn assert_error(response: (u16, Value), status: u16, param: Option<&str>, needle
     assert_eq!(error["type"], kind, "{body}");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains(needle), "{needle:?} not in {message:?}");
-    assert_eq!(error["param"], param.map_or(Value::Null, Value::from), "{body}");
+    assert_eq!(
+        error["param"],
+        param.map_or(Value::Null, Value::from),
+        "{body}"
+    );
 }
 
 #[test]
@@ -91,7 +95,12 @@ fn bad_input_is_refused_and_serving_goes_on() {
         "strategy sd cannot run on the loaded chain",
     );
     assert_error(post(r#"{"prompt": 5}"#), 400, Some("prompt"), "got 5");
-    assert_error(post(r#"{"max_tokens": 5}"#), 400, Some("prompt"), "missing field `prompt`");
+    assert_error(
+        post(r#"{"max_tokens": 5}"#),
+        400,
+        Some("prompt"),
+        "missing field `prompt`",
+    );
     assert_error(
         post(r#"{"prompt": "hi", "model": "gpt-4"}"#),
         404,

@@ -1,8 +1,8 @@
 //! Every object kind the server sends, serialized and compared with literals captured from the `json!` code the typed structs replaced: keys and values must not change.
 
 use pipespec_decode::{LevelMetrics, LevelReport, Strategy};
-use pipespec_server::response::{Endpoint, ResponseMeta};
 use pipespec_server::job::Summary;
+use pipespec_server::response::{Endpoint, ResponseMeta};
 use pipespec_server::{ApiError, ErrorKind};
 use serde_json::{json, Value};
 
@@ -229,10 +229,7 @@ fn models_health_and_errors_over_http_keep_their_keys_and_values() {
         get("/health"),
         json!({"status": "ok", "model": "test-model", "slots": 1, "in_flight": 0, "queue_depth": 0})
     );
-    let (status, body) = server.post(
-        "/v1/completions",
-        r#"{"prompt": "hi", "temperature": -1}"#,
-    );
+    let (status, body) = server.post("/v1/completions", r#"{"prompt": "hi", "temperature": -1}"#);
     assert_eq!(status, 400);
     assert_eq!(
         body,
