@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 
 /// What went wrong, as far as the client needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,16 +93,32 @@ impl ApiError {
     }
 
     /// The JSON error object, also sent as a final SSE event when a stream fails midway.
-    pub fn body(&self) -> serde_json::Value {
-        json!({
-            "error": {
-                "message": self.message,
-                "type": self.type_name(),
-                "param": self.param,
-                "code": self.code,
-            }
-        })
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error: ErrorObject {
+                message: &self.message,
+                kind: self.type_name(),
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        }
     }
+}
+
+/// The body of an error response: `{"error": {...}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorObject<'a>,
+}
+
+/// OpenAI's error object; `param` and `code` are null when they do not apply.
+#[derive(Debug, Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'static str>,
 }
 
 impl IntoResponse for ApiError {

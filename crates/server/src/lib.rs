@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod errors;
+pub mod job;
 pub mod metrics;
 pub mod request;
 pub mod response;

@@ -1,90 +1,201 @@
-//! Server counters and latency histograms, rendered in the Prometheus text format.
+//! Server counters, gauges and latency histograms in a `prometheus-client` registry, rendered in the Prometheus text format (label values escaped).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use pipespec_decode::LevelReport;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency buckets.
 const BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-/// A cumulative histogram with fixed buckets.
+/// `pipespec_requests_total`'s labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    endpoint: String,
+    status: u16,
+}
+
+/// `pipespec_generations_total`'s label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FinishLabels {
+    finish_reason: String,
+}
+
+/// The labels of the per-level families: the level's place in the chain and its name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LevelLabels {
+    index: usize,
+    level: String,
+}
+
+/// A gauge of a count (queue depth, slots, bytes).
+pub type CountGauge = Gauge<u64, AtomicU64>;
+
+/// Per-level drafting counters summed over requests, and their ratio.
 #[derive(Debug, Default)]
-pub struct Histogram {
-    state: Mutex<HistogramState>,
+struct LevelFamilies {
+    drafted: Family<LevelLabels, Counter>,
+    accepted: Family<LevelLabels, Counter>,
+    verifications: Family<LevelLabels, Counter>,
+    forward_passes: Family<LevelLabels, Counter>,
+    acceptance_ratio: Family<LevelLabels, Gauge<f64, AtomicU64>>,
 }
 
-#[derive(Debug, Default)]
-struct HistogramState {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    pub fn observe(&self, seconds: f64) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        for (bound, count) in BUCKETS.iter().zip(state.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        state.count += 1;
-        state.sum += seconds;
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, count) in BUCKETS.iter().zip(state.counts.iter()) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", state.count);
-        let _ = writeln!(out, "{name}_sum {}", state.sum);
-        let _ = writeln!(out, "{name}_count {}", state.count);
-    }
-}
-
-/// A per-level metric: name, help, and how to read it from the totals.
-type LevelFamily = (&'static str, &'static str, fn(&LevelTotals) -> u64);
-
-/// Per-level drafting counters summed over requests.
-#[derive(Debug, Default, Clone)]
-struct LevelTotals {
-    drafted: u64,
-    accepted: u64,
-    verifications: u64,
-    forward_passes: u64,
-}
-
-/// Everything `/metrics` shows.
-#[derive(Debug, Default)]
+/// Everything `/metrics` shows: the handles callers update, and the registry that renders them.
+#[derive(Debug)]
 pub struct Metrics {
     /// Responses by (endpoint, HTTP status).
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    requests: Family<ResponseLabels, Counter>,
     /// Generations by finish reason.
-    finished: Mutex<BTreeMap<&'static str, u64>>,
-    pub prompt_tokens: AtomicU64,
-    pub completion_tokens: AtomicU64,
+    finished: Family<FinishLabels, Counter>,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
     pub time_to_first_token: Histogram,
     pub inter_token: Histogram,
     pub request_duration: Histogram,
     pub queue_wait: Histogram,
-    levels: Mutex<BTreeMap<(usize, String), LevelTotals>>,
-    pub queue_depth: AtomicUsize,
-    pub in_flight: AtomicUsize,
-    pub slots: AtomicUsize,
-    pub slot_cache_bytes: AtomicUsize,
+    /// Held while a generation's level counters and the ratio derived from them are updated.
+    levels: Mutex<LevelFamilies>,
+    pub queue_depth: CountGauge,
+    pub in_flight: CountGauge,
+    pub slots: CountGauge,
+    pub slot_cache_bytes: CountGauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let histogram = || Histogram::new(BUCKETS);
+        let metrics = Metrics {
+            requests: Family::default(),
+            finished: Family::default(),
+            prompt_tokens: Counter::default(),
+            completion_tokens: Counter::default(),
+            time_to_first_token: histogram(),
+            inter_token: histogram(),
+            request_duration: histogram(),
+            queue_wait: histogram(),
+            levels: Mutex::new(LevelFamilies::default()),
+            queue_depth: CountGauge::default(),
+            in_flight: CountGauge::default(),
+            slots: CountGauge::default(),
+            slot_cache_bytes: CountGauge::default(),
+            registry: Registry::default(),
+        };
+        metrics.registered()
+    }
 }
 
 impl Metrics {
+    /// Registers every metric, in the order `/metrics` lists them. Counter names leave out
+    /// `_total`, which the encoder appends to their samples; help texts leave out their final
+    /// period, which the registry appends.
+    fn registered(mut self) -> Metrics {
+        let registry = &mut self.registry;
+        registry.register(
+            "pipespec_requests",
+            "HTTP responses by endpoint and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "pipespec_generations",
+            "Generations by finish reason",
+            self.finished.clone(),
+        );
+        registry.register(
+            "pipespec_prompt_tokens",
+            "Prompt tokens processed",
+            self.prompt_tokens.clone(),
+        );
+        registry.register(
+            "pipespec_completion_tokens",
+            "Tokens generated",
+            self.completion_tokens.clone(),
+        );
+        registry.register(
+            "pipespec_time_to_first_token_seconds",
+            "From arrival (queueing included) to the first generated token",
+            self.time_to_first_token.clone(),
+        );
+        registry.register(
+            "pipespec_inter_token_seconds",
+            "Between consecutive generated tokens of a request",
+            self.inter_token.clone(),
+        );
+        registry.register(
+            "pipespec_request_duration_seconds",
+            "From arrival to the end of generation",
+            self.request_duration.clone(),
+        );
+        registry.register(
+            "pipespec_queue_wait_seconds",
+            "Time a request waited for a slot",
+            self.queue_wait.clone(),
+        );
+        let levels = self.levels.get_mut().unwrap_or_else(|e| e.into_inner());
+        registry.register(
+            "pipespec_level_drafted_tokens",
+            "Tokens a level drafted that the next level checked",
+            levels.drafted.clone(),
+        );
+        registry.register(
+            "pipespec_level_accepted_tokens",
+            "Drafted tokens the next level accepted",
+            levels.accepted.clone(),
+        );
+        registry.register(
+            "pipespec_level_verifications",
+            "Verifications that checked a level's drafts",
+            levels.verifications.clone(),
+        );
+        registry.register(
+            "pipespec_level_forward_passes",
+            "Forward passes a level ran",
+            levels.forward_passes.clone(),
+        );
+        registry.register(
+            "pipespec_level_acceptance_ratio",
+            "Accepted over drafted tokens, since start",
+            levels.acceptance_ratio.clone(),
+        );
+        registry.register(
+            "pipespec_queue_depth",
+            "Requests waiting for a slot",
+            self.queue_depth.clone(),
+        );
+        registry.register(
+            "pipespec_in_flight",
+            "Generations running",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "pipespec_slots",
+            "Generation slots (max concurrent)",
+            self.slots.clone(),
+        );
+        registry.register(
+            "pipespec_slot_kv_cache_bytes",
+            "KV cache bytes of every level of one slot",
+            self.slot_cache_bytes.clone(),
+        );
+        self
+    }
+
     pub fn record_response(&self, endpoint: &str, status: u16) {
-        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *requests.entry((endpoint.to_string(), status)).or_default() += 1;
+        self.requests
+            .get_or_create(&ResponseLabels {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+            .inc();
     }
 
     /// Records a finished generation's counters.
@@ -95,176 +206,49 @@ impl Metrics {
         completion_tokens: usize,
         levels: &[LevelReport],
     ) {
-        *self
-            .finished
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(finish_reason)
-            .or_default() += 1;
-        self.prompt_tokens
-            .fetch_add(prompt_tokens as u64, Ordering::Relaxed);
-        self.completion_tokens
-            .fetch_add(completion_tokens as u64, Ordering::Relaxed);
-        let mut totals = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        self.finished
+            .get_or_create(&FinishLabels {
+                finish_reason: finish_reason.to_string(),
+            })
+            .inc();
+        self.prompt_tokens.inc_by(prompt_tokens as u64);
+        self.completion_tokens.inc_by(completion_tokens as u64);
+        let families = self.levels.lock().unwrap_or_else(|e| e.into_inner());
         for (index, level) in levels.iter().enumerate() {
-            let entry = totals.entry((index, level.name.clone())).or_default();
-            entry.drafted += level.metrics.n_drafted as u64;
-            entry.accepted += level.metrics.n_accepted as u64;
-            entry.verifications += level.metrics.n_verifications as u64;
-            entry.forward_passes += level.metrics.forward_passes as u64;
+            let labels = LevelLabels {
+                index,
+                level: level.name.clone(),
+            };
+            let metrics = &level.metrics;
+            let drafted = families.drafted.get_or_create(&labels);
+            let accepted = families.accepted.get_or_create(&labels);
+            drafted.inc_by(metrics.n_drafted as u64);
+            accepted.inc_by(metrics.n_accepted as u64);
+            let ratio = if drafted.get() == 0 {
+                0.0
+            } else {
+                accepted.get() as f64 / drafted.get() as f64
+            };
+            families.acceptance_ratio.get_or_create(&labels).set(ratio);
+            families
+                .verifications
+                .get_or_create(&labels)
+                .inc_by(metrics.n_verifications as u64);
+            families
+                .forward_passes
+                .get_or_create(&labels)
+                .inc_by(metrics.forward_passes as u64);
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP pipespec_requests_total HTTP responses by endpoint and status.\n# TYPE pipespec_requests_total counter"
-        );
-        for ((endpoint, status), count) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "pipespec_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP pipespec_generations_total Generations by finish reason.\n# TYPE pipespec_generations_total counter"
-        );
-        for (reason, count) in self
-            .finished
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "pipespec_generations_total{{finish_reason=\"{reason}\"}} {count}"
-            );
-        }
-        counter(
-            &mut out,
-            "pipespec_prompt_tokens_total",
-            "Prompt tokens processed.",
-            self.prompt_tokens.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "pipespec_completion_tokens_total",
-            "Tokens generated.",
-            self.completion_tokens.load(Ordering::Relaxed),
-        );
-        self.time_to_first_token.render(
-            &mut out,
-            "pipespec_time_to_first_token_seconds",
-            "From arrival (queueing included) to the first generated token.",
-        );
-        self.inter_token.render(
-            &mut out,
-            "pipespec_inter_token_seconds",
-            "Between consecutive generated tokens of a request.",
-        );
-        self.request_duration.render(
-            &mut out,
-            "pipespec_request_duration_seconds",
-            "From arrival to the end of generation.",
-        );
-        self.queue_wait.render(
-            &mut out,
-            "pipespec_queue_wait_seconds",
-            "Time a request waited for a slot.",
-        );
-        let levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
-        let families: [LevelFamily; 4] = [
-            (
-                "pipespec_level_drafted_tokens_total",
-                "Tokens a level drafted that the next level checked.",
-                |t| t.drafted,
-            ),
-            (
-                "pipespec_level_accepted_tokens_total",
-                "Drafted tokens the next level accepted.",
-                |t| t.accepted,
-            ),
-            (
-                "pipespec_level_verifications_total",
-                "Verifications that checked a level's drafts.",
-                |t| t.verifications,
-            ),
-            (
-                "pipespec_level_forward_passes_total",
-                "Forward passes a level ran.",
-                |t| t.forward_passes,
-            ),
-        ];
-        for (name, help, value) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((index, level), totals) in levels.iter() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{index=\"{index}\",level=\"{level}\"}} {}",
-                    value(totals)
-                );
-            }
-        }
-        let name = "pipespec_level_acceptance_ratio";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Accepted over drafted tokens, since start.\n# TYPE {name} gauge"
-        );
-        for ((index, level), totals) in levels.iter() {
-            let ratio = if totals.drafted == 0 {
-                0.0
-            } else {
-                totals.accepted as f64 / totals.drafted as f64
-            };
-            let _ = writeln!(out, "{name}{{index=\"{index}\",level=\"{level}\"}} {ratio}");
-        }
-        drop(levels);
-        gauge(
-            &mut out,
-            "pipespec_queue_depth",
-            "Requests waiting for a slot.",
-            self.queue_depth.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "pipespec_in_flight",
-            "Generations running.",
-            self.in_flight.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "pipespec_slots",
-            "Generation slots (max concurrent).",
-            self.slots.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "pipespec_slot_kv_cache_bytes",
-            "KV cache bytes of every level of one slot.",
-            self.slot_cache_bytes.load(Ordering::Relaxed),
-        );
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: usize) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
-}
+#[cfg(test)]
+mod tests;

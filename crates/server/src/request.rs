@@ -38,6 +38,17 @@ pub struct StreamOptions {
 /// Parses a body; a type error names the JSON path of the field at fault.
 pub fn parse(body: &[u8]) -> Result<GenerationRequest, crate::errors::ApiError> {
     use crate::errors::{ApiError, ErrorKind};
+    // serde reads a struct from an array too (its fields in order): refuse anything but an
+    // object before it blames a field for an element.
+    if let Some(first) = body.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        if *first != b'{' {
+            return Err(ApiError::new(
+                ErrorKind::InvalidRequest,
+                "the body is not a valid JSON object: expected `{` at its start",
+            )
+            .with_code("invalid_json"));
+        }
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let request: GenerationRequest =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {

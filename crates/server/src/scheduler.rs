@@ -2,57 +2,17 @@
 //!
 //! Each worker owns one slot (its KV caches) and runs one job at a time. Batching several jobs
 //! into one forward pass would replace the per-slot workers with one that takes several jobs
-//! from the same queue; the job, event and queue types stay as they are.
+//! from the same queue; the job and event types (`job`) and the queue stay as they are.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
-
-use pipespec_decode::{GenerationConfig, LevelReport, SpeculationConfig, Strategy};
-use tokio::sync::mpsc;
 
 use crate::errors::{ApiError, ErrorKind};
+use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::state::{Engine, Slot};
 use crate::worker;
-
-/// One validated generation, ready for a slot.
-pub struct Job {
-    pub prompt: Vec<u32>,
-    pub config: GenerationConfig,
-    pub strategy: Strategy,
-    pub speculation: SpeculationConfig,
-    pub stop: Vec<String>,
-    /// When the request arrived: latencies are measured from here.
-    pub arrived: Instant,
-    /// Where the worker sends text and the outcome; closed when the client went away.
-    pub events: mpsc::UnboundedSender<Event>,
-}
-
-/// What a worker reports about a job.
-#[derive(Debug)]
-pub enum Event {
-    /// Newly released text (never empty).
-    Text(String),
-    Done(Summary),
-    Failed(ApiError),
-}
-
-/// A finished generation.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    pub finish_reason: &'static str,
-    pub strategy: Strategy,
-    pub window: usize,
-    pub levels: Vec<LevelReport>,
-    pub queue_s: f64,
-    pub ttft_s: f64,
-    pub wall_s: f64,
-}
 
 struct Queue {
     jobs: VecDeque<Job>,
@@ -92,9 +52,7 @@ impl Scheduler {
         let mut workers = Vec::with_capacity(slots);
         for index in 0..slots.max(1) {
             let slot = engine.new_slot(index)?;
-            metrics
-                .slot_cache_bytes
-                .store(slot.cache_bytes, Ordering::Relaxed);
+            metrics.slot_cache_bytes.set(slot.cache_bytes as u64);
             let (engine, shared) = (engine.clone(), shared.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("pipespec-slot-{index}"))
@@ -102,7 +60,7 @@ impl Scheduler {
                 .map_err(|e| ApiError::internal(format!("starting slot worker {index}: {e}")))?;
             workers.push(handle);
         }
-        metrics.slots.store(workers.len(), Ordering::Relaxed);
+        metrics.slots.set(workers.len() as u64);
         Ok(Scheduler {
             shared,
             workers: Mutex::new(workers),
@@ -130,10 +88,7 @@ impl Scheduler {
             .with_code("queue_full"));
         }
         queue.jobs.push_back(job);
-        self.shared
-            .metrics
-            .queue_depth
-            .store(queue.jobs.len(), Ordering::Relaxed);
+        self.shared.metrics.queue_depth.set(queue.jobs.len() as u64);
         drop(queue);
         self.shared.ready.notify_one();
         Ok(())
@@ -167,10 +122,7 @@ fn run_worker(mut slot: Slot, engine: &Engine, shared: &Shared) {
             let mut queue = lock(&shared.queue);
             loop {
                 if let Some(job) = queue.jobs.pop_front() {
-                    shared
-                        .metrics
-                        .queue_depth
-                        .store(queue.jobs.len(), Ordering::Relaxed);
+                    shared.metrics.queue_depth.set(queue.jobs.len() as u64);
                     break job;
                 }
                 if queue.closed {
@@ -183,8 +135,8 @@ fn run_worker(mut slot: Slot, engine: &Engine, shared: &Shared) {
             // The client left while the job waited.
             continue;
         }
-        shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.in_flight.inc();
         worker::run(&mut slot, engine, job, &shared.metrics);
-        shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        shared.metrics.in_flight.dec();
     }
 }

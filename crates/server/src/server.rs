@@ -51,9 +51,7 @@ impl Server {
             address,
             slots: config.max_concurrent.max(1),
             queue_capacity: config.queue_capacity,
-            slot_cache_bytes: metrics
-                .slot_cache_bytes
-                .load(std::sync::atomic::Ordering::Relaxed),
+            slot_cache_bytes: metrics.slot_cache_bytes.get() as usize,
             context_size: engine.capacity,
         };
         let state = AppState {

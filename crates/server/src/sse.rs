@@ -4,10 +4,12 @@ use std::convert::Infallible;
 
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::errors::ApiError;
+use crate::job::Event;
 use crate::response::ResponseMeta;
-use crate::scheduler::Event;
 
 /// The SSE response. Dropping it (the client went away) drops `events`' receiver, which the
 /// worker notices at its next token and cancels the generation.
@@ -21,18 +23,18 @@ pub fn stream(
         while let Some(event) = events.recv().await {
             match event {
                 Event::Text(text) => {
-                    yield Ok::<_, Infallible>(data(meta.chunk(Some(&text), first, None)));
+                    yield Ok::<_, Infallible>(data(&meta.chunk(Some(&text), first, None)));
                     first = false;
                 }
                 Event::Done(summary) => {
-                    yield Ok(data(meta.chunk(None, first, Some(summary.finish_reason))));
+                    yield Ok(data(&meta.chunk(None, first, Some(summary.finish_reason))));
                     if include_usage {
-                        yield Ok(data(meta.usage_chunk(&summary)));
+                        yield Ok(data(&meta.usage_chunk(&summary)));
                     }
                     break;
                 }
                 Event::Failed(error) => {
-                    yield Ok(data(error.body()));
+                    yield Ok(data(&error.body()));
                     break;
                 }
             }
@@ -42,6 +44,12 @@ pub fn stream(
     Sse::new(body).into_response()
 }
 
-fn data(value: serde_json::Value) -> SseEvent {
-    SseEvent::default().data(value.to_string())
+/// One event holding `value` as JSON; a value that cannot be serialized becomes an error object.
+fn data(value: &impl Serialize) -> SseEvent {
+    let json = serde_json::to_string(value).or_else(|e| {
+        serde_json::to_string(
+            &ApiError::internal(format!("serializing a stream chunk: {e}")).body(),
+        )
+    });
+    SseEvent::default().data(json.unwrap_or_default())
 }

@@ -13,6 +13,7 @@ use crate::request::GenerationRequest;
 pub struct Params {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
+    /// The request's seed, or a random one when it gave none.
     pub seed: u64,
     pub stop: Vec<String>,
     pub strategy: Strategy,
@@ -86,7 +87,8 @@ pub fn params(
         Some(k) => return Err(ApiError::invalid_value("top_k", "an integer >= 0", k)),
     };
     let seed = match request.seed {
-        None => 0,
+        // As OpenAI's API does: without a seed, every sampled request draws afresh.
+        None => rand::random::<u64>(),
         Some(seed) if seed >= 0 => seed as u64,
         Some(seed) => return Err(ApiError::invalid_value("seed", "an integer >= 0", seed)),
     };

@@ -6,8 +6,8 @@ use pipespec_decode::FinishReason;
 use pipespec_model::tokenizer::OwnedStreamDecoder;
 
 use crate::errors::ApiError;
+use crate::job::{Event, Job, Summary};
 use crate::metrics::Metrics;
-use crate::scheduler::{Event, Job, Summary};
 use crate::state::{Engine, Slot};
 use crate::stop::StopMatcher;
 

@@ -1,4 +1,4 @@
-//! Completions and chat, whole and streamed, over loopback: the text equals the library's greedy output.
+//! Completions and chat, whole and streamed, over loopback: the text equals the library's greedy output; sampled requests follow their seeds.
 
 use serde_json::Value;
 
@@ -56,7 +56,10 @@ fn chat_whole_and_streamed_equal_the_library() {
     assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(stream_text(&events), expected);
     let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
-    assert!(last["choices"][0]["finish_reason"].is_string(), "{last}");
+    assert_eq!(
+        last["choices"][0]["finish_reason"], value["choices"][0]["finish_reason"],
+        "{last}"
+    );
 }
 
 #[test]
@@ -118,4 +121,29 @@ fn models_health_and_metrics() {
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+}
+
+#[test]
+fn unseeded_sampled_requests_differ_and_seeded_ones_repeat() {
+    let server = common::flat_synthetic();
+    let sample = |seed: Option<u64>| {
+        let mut body = serde_json::json!({
+            "prompt": "once", "max_tokens": 96, "temperature": 1, "ignore_eos": true
+        });
+        if let Some(seed) = seed {
+            body["seed"] = seed.into();
+        }
+        let (status, value) = server.post("/v1/completions", &body.to_string());
+        assert_eq!(status, 200, "{value}");
+        assert_eq!(value["usage"]["completion_tokens"], 96, "{value}");
+        value["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    // Each head row has norm below 6.93e-4 and the normed hidden state below 9.6 (64 values,
+    // output norm weights under 1.2), so every logit is within 0.0067 of 0 and every id has a
+    // chance below 1.014/320. Whatever text the first sample has, each token of the second must
+    // be one of at most 158 ids that can continue it (the 128 high bytes, whose text is not
+    // ASCII, the 3 specials, the byte of the next ASCII character and at most 26 letter pairs
+    // starting with it): equal texts have a chance below (158 * 1.014 / 320)^96 < 1e-28.
+    assert_ne!(sample(None), sample(None));
+    assert_eq!(sample(Some(42)), sample(Some(42)));
 }

@@ -49,19 +49,20 @@ pub fn pool() -> Arc<rayon::ThreadPool> {
 
 /// A server over a tiny synthetic model (byte tokenizer, ChatML template).
 pub fn synthetic(max_concurrent: usize, queue: usize) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
-    SyntheticSpec::tiny(7).write(&path).unwrap();
-    let mut server = start(&path, 256, max_concurrent, queue);
-    server._dir = Some(dir);
-    server
+    from_spec(&SyntheticSpec::tiny(7), 256, max_concurrent, queue)
+}
+
+/// A server over the tiny model with its output head scaled by 1e-4: every next token is all
+/// but uniform over the 320 ids, so sampled texts differ unless their seeds are equal.
+pub fn flat_synthetic() -> TestServer {
+    let mut spec = SyntheticSpec::tiny(7);
+    spec.logit_scale = 1e-4;
+    from_spec(&spec, 256, 1, 8)
 }
 
 /// A server over a wider synthetic model (about a millisecond a token), for tests whose first
 /// request must still be running when the next ones arrive.
 pub fn slow_synthetic(max_concurrent: usize, queue: usize) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wide.gguf");
     let mut spec = SyntheticSpec::tiny(8);
     spec.hidden_size = 512;
     spec.intermediate_size = 1536;
@@ -69,8 +70,20 @@ pub fn slow_synthetic(max_concurrent: usize, queue: usize) -> TestServer {
     spec.kv_head_count = 4;
     spec.layer_count = 6;
     spec.context_length = 512;
+    from_spec(&spec, 512, max_concurrent, queue)
+}
+
+/// A server over the model `spec` describes, written to a temporary file.
+fn from_spec(
+    spec: &SyntheticSpec,
+    capacity: usize,
+    max_concurrent: usize,
+    queue: usize,
+) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synthetic.gguf");
     spec.write(&path).unwrap();
-    let mut server = start(&path, 512, max_concurrent, queue);
+    let mut server = start(&path, capacity, max_concurrent, queue);
     server._dir = Some(dir);
     server
 }

@@ -4,16 +4,26 @@ use serde_json::Value;
 
 use crate::common;
 
+/// Checks the status, OpenAI's error type for it, the message (`needle` names the problem)
+/// and the field at fault (`param`; None: the error names no field).
 fn assert_error(response: (u16, Value), status: u16, param: Option<&str>, needle: &str) {
+    assert!(!needle.is_empty(), "a needle must name the problem");
     let (got, body) = response;
     assert_eq!(got, status, "{body}");
     let error = &body["error"];
-    assert!(error["type"].is_string(), "{body}");
+    let kind = match status {
+        429 => "rate_limit_error",
+        500.. => "server_error",
+        _ => "invalid_request_error",
+    };
+    assert_eq!(error["type"], kind, "{body}");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains(needle), "{needle:?} not in {message:?}");
-    if let Some(param) = param {
-        assert_eq!(error["param"], param, "{body}");
-    }
+    assert_eq!(
+        error["param"],
+        param.map_or(Value::Null, Value::from),
+        "{body}"
+    );
 }
 
 #[test]
@@ -22,7 +32,7 @@ fn bad_input_is_refused_and_serving_goes_on() {
     let post = |body: &str| server.post("/v1/completions", body);
     let chat = |body: &str| server.post("/v1/chat/completions", body);
     assert_error(post(r#"{"prompt": "hi""#), 400, None, "not a valid JSON");
-    assert_error(post("[1, 2]"), 400, None, "");
+    assert_error(post("[1, 2]"), 400, None, "not a valid JSON object");
     assert_error(
         post(r#"{"prompt": "hi", "temperature": "hot"}"#),
         400,
@@ -33,7 +43,7 @@ fn bad_input_is_refused_and_serving_goes_on() {
         post(r#"{"prompt": "hi", "max_tokens": 1.5}"#),
         400,
         Some("max_tokens"),
-        "",
+        "invalid type: floating point `1.5`",
     );
     assert_error(
         post(r#"{"prompt": "hi", "temperature": -1}"#),
@@ -76,16 +86,21 @@ fn bad_input_is_refused_and_serving_goes_on() {
         post(r#"{"prompt": "hi", "strategy": "warp"}"#),
         400,
         Some("strategy"),
-        "warp",
+        "got warp",
     );
     assert_error(
         post(r#"{"prompt": "hi", "strategy": "sd"}"#),
         400,
         Some("strategy"),
-        "sd",
+        "strategy sd cannot run on the loaded chain",
     );
     assert_error(post(r#"{"prompt": 5}"#), 400, Some("prompt"), "got 5");
-    assert_error(post(r#"{"max_tokens": 5}"#), 400, Some("prompt"), "missing");
+    assert_error(
+        post(r#"{"max_tokens": 5}"#),
+        400,
+        Some("prompt"),
+        "missing field `prompt`",
+    );
     assert_error(
         post(r#"{"prompt": "hi", "model": "gpt-4"}"#),
         404,
@@ -102,7 +117,7 @@ fn bad_input_is_refused_and_serving_goes_on() {
         chat(r#"{"messages": [{"content": "x"}]}"#),
         400,
         Some("messages[0].role"),
-        "nothing",
+        "got nothing",
     );
     let long = "z ".repeat(400);
     assert_error(

@@ -1,4 +1,4 @@
-//! The server's integration tests, one binary: HTTP over loopback against tiny synthetic models, the real default model for greedy equality, and the official Python client.
+//! The server's integration tests, one binary: HTTP over loopback against tiny synthetic models, the real default model for greedy equality, the official Python client, and the wire formats.
 
 mod api;
 mod common;
@@ -6,3 +6,4 @@ mod concurrency;
 mod errors;
 mod openai_client;
 mod real_model;
+mod wire;

@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 
 use super::AppState;
 use crate::errors::{ApiError, ErrorKind};
+use crate::job::{Event, Job};
 use crate::request::{self, GenerationRequest};
 use crate::response::{Endpoint, ResponseMeta};
-use crate::scheduler::{Event, Job};
 use crate::{sse, validate};
 
 /// The prompt as the endpoint takes it.

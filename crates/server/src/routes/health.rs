@@ -1,20 +1,29 @@
 //! `GET /health`: up, with the slot and queue state.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::AppState;
 
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
+/// The body of `/health`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// Always `ok`: a server that answers is up.
+    pub status: &'static str,
+    pub model: String,
+    pub slots: u64,
+    pub in_flight: u64,
+    pub queue_depth: u64,
+}
+
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
     let metrics = &state.metrics;
-    Json(json!({
-        "status": "ok",
-        "model": state.engine.model_id,
-        "slots": metrics.slots.load(Ordering::Relaxed),
-        "in_flight": metrics.in_flight.load(Ordering::Relaxed),
-        "queue_depth": metrics.queue_depth.load(Ordering::Relaxed),
-    }))
+    Json(Health {
+        status: "ok",
+        model: state.engine.model_id.clone(),
+        slots: metrics.slots.get(),
+        in_flight: metrics.in_flight.get(),
+        queue_depth: metrics.queue_depth.get(),
+    })
 }

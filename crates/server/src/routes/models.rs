@@ -2,18 +2,38 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::AppState;
+use crate::response::ObjectKind;
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": state.engine.model_id,
-            "object": "model",
-            "created": 0,
-            "owned_by": "pipespec",
+/// The body of `/v1/models`.
+#[derive(Debug, Serialize)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: ObjectKind,
+    pub data: Vec<ModelCard>,
+}
+
+/// One served model.
+#[derive(Debug, Serialize)]
+pub struct ModelCard {
+    pub id: String,
+    /// Always `model`.
+    pub object: ObjectKind,
+    /// Unix time the model was made; 0: unknown.
+    pub created: u64,
+    pub owned_by: &'static str,
+}
+
+pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: ObjectKind::List,
+        data: vec![ModelCard {
+            id: state.engine.model_id.clone(),
+            object: ObjectKind::Model,
+            created: 0,
+            owned_by: "pipespec",
         }],
-    }))
+    })
 }
