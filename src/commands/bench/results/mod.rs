@@ -1,5 +1,6 @@
 //! `results.json`: every setting, summary, prediction and run, machine-readable; the key names and types are a stable schema (`schema_version`).
 
+use anyhow::{Context, Result};
 use pipespec_decode::LevelReport;
 use serde_json::{json, Value};
 
@@ -11,7 +12,14 @@ use super::summary::StrategySummary;
 /// Bumped whenever a key is renamed, removed or changes type.
 pub const SCHEMA_VERSION: u32 = 1;
 
-pub fn to_json(info: &RunInfo, analysis: &Analysis, records: &[TurnRecord]) -> Value {
+/// The text of results.json: pretty-printed, keys sorted, a final newline.
+pub fn to_text(info: &RunInfo, analysis: &Analysis, records: &[TurnRecord]) -> Result<String> {
+    let json = to_json(info, analysis, records);
+    let text = serde_json::to_string_pretty(&json).context("serializing results.json")?;
+    Ok(text + "\n")
+}
+
+fn to_json(info: &RunInfo, analysis: &Analysis, records: &[TurnRecord]) -> Value {
     json!({
         "schema_version": SCHEMA_VERSION,
         "run": run_json(info),
@@ -137,3 +145,6 @@ fn turn_json(record: &TurnRecord) -> Value {
         }).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests;
