@@ -1,8 +1,28 @@
 //! The one JSON object `generate --json` prints: the reply, its timings, the settings and every level's counters.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use pipespec_decode::{LevelReport, SpeculationConfig, Strategy, StrategyOutput};
-use serde_json::json;
+use serde::Serialize;
+
+/// What `generate --json` prints: a stable schema, like results.json's.
+#[derive(Serialize)]
+struct GenerateJson<'a> {
+    /// The generated tokens, decoded.
+    text: &'a str,
+    tokens: &'a [u32],
+    prompt_tokens: usize,
+    /// `stop`, `length` or `cancelled`.
+    finish_reason: &'static str,
+    wall_s: f64,
+    ttft_s: f64,
+    prefill_tok_s: f64,
+    decode_tok_s: f64,
+    strategy: &'static str,
+    window: usize,
+    run_ahead: usize,
+    /// Every level the strategy used, smallest first.
+    levels: &'a [LevelReport],
+}
 
 /// The line `generate --json` prints for `output`, whose tokens decode to `text`.
 pub fn json_line(
@@ -12,20 +32,22 @@ pub fn json_line(
     output: &StrategyOutput,
 ) -> Result<String> {
     let generation = &output.generation;
-    let value = json!({
-        "text": text,
-        "tokens": generation.tokens,
-        "prompt_tokens": generation.prompt_tokens,
-        "finish_reason": generation.finish_reason.as_str(),
-        "wall_s": generation.wall_s,
-        "ttft_s": generation.ttft_s,
-        "prefill_tok_s": generation.prefill_tokens_per_second(),
-        "decode_tok_s": generation.decode_tokens_per_second(),
-        "strategy": strategy.as_str(),
-        "window": speculation.window,
-        "run_ahead": speculation.run_ahead,
-        "levels": output.levels.iter().map(LevelReport::to_json).collect::<Vec<_>>(),
-    });
+    let reply = GenerateJson {
+        text,
+        tokens: &generation.tokens,
+        prompt_tokens: generation.prompt_tokens,
+        finish_reason: generation.finish_reason.as_str(),
+        wall_s: generation.wall_s,
+        ttft_s: generation.ttft_s,
+        prefill_tok_s: generation.prefill_tokens_per_second(),
+        decode_tok_s: generation.decode_tokens_per_second(),
+        strategy: strategy.as_str(),
+        window: speculation.window,
+        run_ahead: speculation.run_ahead,
+        levels: &output.levels,
+    };
+    // Through a Value, as the line was always printed: keys sorted.
+    let value = serde_json::to_value(&reply).context("serializing the reply as JSON")?;
     Ok(value.to_string())
 }
 
@@ -33,6 +55,7 @@ pub fn json_line(
 mod tests {
     use super::*;
     use pipespec_decode::{FinishReason, GenerationOutput, LevelMetrics};
+    use serde_json::json;
 
     fn output() -> StrategyOutput {
         StrategyOutput {
