@@ -1,5 +1,7 @@
 //! Command-line flags, as parsed by clap before they are resolved into engine settings.
 
+mod examples;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,20 +20,28 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Generate a reply to PROMPT (read from stdin when absent).
+    #[command(after_help = examples::help(examples::GENERATE))]
     Generate(GenerateArgs),
     /// Download the default model (SmolLM2-135M-Instruct Q4_1) if missing, and verify it.
+    #[command(after_help = examples::help(examples::FETCH))]
     Fetch,
     /// Print the token ids of TEXT as a JSON array.
+    #[command(after_help = examples::help(examples::TOKENIZE))]
     Tokenize(TokenizeArgs),
     /// Print a model's architecture, sizes, tensor types and tokenizer facts.
+    #[command(after_help = examples::help(examples::INFO))]
     Info(InfoArgs),
     /// Print the paper's analytical predictions (rho_i, E[N_i], speedups) for acceptance rates and windows.
+    #[command(after_help = examples::help(examples::PREDICT))]
     Predict(PredictArgs),
     /// Write a copy of a GGUF model with its weights re-encoded in another tensor type.
+    #[command(after_help = examples::help(examples::CONVERT))]
     Convert(ConvertArgs),
     /// Serve an OpenAI-compatible HTTP API (completions, chat, streaming, metrics).
+    #[command(after_help = examples::help(examples::SERVE))]
     Serve(ServeArgs),
     /// Measure strategies side by side on a prompt suite: results.json, report.md and SVG plots in --out.
+    #[command(after_help = examples::help(examples::BENCH))]
     Bench(BenchArgs),
 }
 

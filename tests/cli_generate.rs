@@ -1,6 +1,6 @@
 //! `pipespec generate`, `tokenize` and `info` on synthetic models: output shape, determinism, streaming equals JSON.
 
-use crate::util::{json, run, stderr, stdout, tiny_model};
+use crate::util::{json, keys, run, stderr, stdout, tiny_model};
 
 #[test]
 fn json_output_has_every_field_and_is_deterministic() {
@@ -18,17 +18,46 @@ fn json_output_has_every_field_and_is_deterministic() {
         "hello there",
     ];
     let first = json(&run(&args, ""));
-    for field in [
-        "text",
-        "tokens",
-        "prompt_tokens",
-        "wall_s",
-        "ttft_s",
-        "prefill_tok_s",
-        "decode_tok_s",
-    ] {
-        assert!(first.get(field).is_some(), "missing `{field}` in {first}");
-    }
+    assert_eq!(
+        keys(&first),
+        [
+            "decode_tok_s",
+            "finish_reason",
+            "levels",
+            "prefill_tok_s",
+            "prompt_tokens",
+            "run_ahead",
+            "strategy",
+            "text",
+            "tokens",
+            "ttft_s",
+            "wall_s",
+            "window",
+        ]
+    );
+    let levels = first["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 1, "ar runs the target alone: {first}");
+    assert_eq!(
+        keys(&levels[0]),
+        [
+            "acceptance_rate",
+            "borrowed_passes",
+            "busy_s",
+            "decode_s",
+            "forward_passes",
+            "idle_s",
+            "mean_accepted_per_verification",
+            "n_accepted",
+            "n_drafted",
+            "n_verifications",
+            "name",
+            "prefill_s",
+            "rollbacks_received",
+            "rollbacks_sent",
+        ]
+    );
+    assert_eq!(first["strategy"], "ar");
+    assert_eq!(first["finish_reason"], "length");
     assert_eq!(first["tokens"].as_array().unwrap().len(), 12);
     assert!(first["ttft_s"].as_f64().unwrap() <= first["wall_s"].as_f64().unwrap());
     let second = json(&run(&args, ""));
@@ -130,10 +159,14 @@ fn tokenize_prints_ids_and_info_describes_the_model() {
     let info = run(&["info", model], "");
     assert!(info.status.success(), "{}", stderr(&info));
     let text = stdout(&info);
-    assert!(
-        text.contains("llama") && text.contains("vocab size") && text.contains("320"),
-        "{text}"
-    );
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no `{name}` line in:\n{text}"))
+    };
+    assert_eq!(field("architecture:"), "llama");
+    assert_eq!(field("vocab size:"), "320");
 }
 
 #[test]

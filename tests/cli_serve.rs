@@ -90,6 +90,10 @@ fn the_server_answers_exactly_like_generate() {
             reply["choices"][0]["message"]["content"], expected["text"],
             "{reply}"
         );
+        assert_eq!(
+            reply["choices"][0]["finish_reason"], expected["finish_reason"],
+            "{reply}"
+        );
         assert_eq!(reply["usage"]["completion_tokens"], 12);
         assert_eq!(reply["usage"]["prompt_tokens"], expected["prompt_tokens"]);
     }

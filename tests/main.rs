@@ -3,6 +3,7 @@
 mod cli_bench;
 mod cli_errors;
 mod cli_generate;
+mod cli_help;
 mod cli_serve;
 mod golden;
 mod util;

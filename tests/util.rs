@@ -63,3 +63,13 @@ pub fn json(output: &Output) -> serde_json::Value {
     serde_json::from_str(&stdout(output))
         .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {}", stdout(output)))
 }
+
+/// The keys of a JSON object, sorted; a test that compares them checks the whole schema.
+pub fn keys(value: &serde_json::Value) -> Vec<&str> {
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not a JSON object: {value}"));
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys
+}

@@ -1,13 +1,13 @@
 //! `pipespec generate`: streams a reply to stdout (or prints one JSON object) and a summary, with per-level counters, to stderr.
 
+mod json_output;
+
 use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
 use pipespec_decode::{
-    Cores, GenerationConfig, LevelReport, SamplingParams, SpeculationConfig, Strategy,
-    StrategyOutput,
+    Cores, GenerationConfig, SamplingParams, SpeculationConfig, Strategy, StrategyOutput,
 };
-use serde_json::json;
 
 use crate::cli::GenerateArgs;
 use crate::loading::{self, ChainEntry};
@@ -99,21 +99,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let generation = &output.generation;
     if args.json {
         let text = loaded.tokenizer.decode(&generation.tokens, false)?;
-        let value = json!({
-            "text": text,
-            "tokens": generation.tokens,
-            "prompt_tokens": generation.prompt_tokens,
-            "finish_reason": generation.finish_reason.as_str(),
-            "wall_s": generation.wall_s,
-            "ttft_s": generation.ttft_s,
-            "prefill_tok_s": generation.prefill_tokens_per_second(),
-            "decode_tok_s": generation.decode_tokens_per_second(),
-            "strategy": strategy.as_str(),
-            "window": speculation.window,
-            "run_ahead": speculation.run_ahead,
-            "levels": output.levels.iter().map(LevelReport::to_json).collect::<Vec<_>>(),
-        });
-        writeln!(stdout, "{value}")?;
+        let line = json_output::json_line(&text, strategy, &speculation, &output)?;
+        writeln!(stdout, "{line}")?;
     } else {
         let rest = decoder.finish();
         writeln!(stdout, "{rest}")?;

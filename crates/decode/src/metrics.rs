@@ -1,5 +1,7 @@
 //! Per-level counters of a speculative run: what a level drafted, what the next level accepted, and what the level cost.
 
+use serde::{Serialize, Serializer};
+
 /// Counters of one level of a chain. Drafting counters describe this level's proposals as judged
 /// by the level above it; cost counters describe this level's own work.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -81,32 +83,61 @@ fn ratio(count: usize, total: usize) -> f64 {
     }
 }
 
-/// A level's name with its counters, as a strategy reports them.
+/// A level's name with its counters, as a strategy reports them. Serializes as one flat JSON
+/// object (counters, rates and times) wherever a report is printed: `generate --json`,
+/// results.json, the server's `usage`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LevelReport {
     pub name: String,
     pub metrics: LevelMetrics,
 }
 
-impl LevelReport {
-    /// The level's counters as the JSON object that `generate --json` and the server print.
-    pub fn to_json(&self) -> serde_json::Value {
+/// [`LevelReport`]'s JSON object: the name, the counters and the rates derived from them.
+#[derive(Serialize)]
+struct LevelReportJson<'a> {
+    name: &'a str,
+    n_drafted: usize,
+    n_accepted: usize,
+    acceptance_rate: f64,
+    n_verifications: usize,
+    mean_accepted_per_verification: f64,
+    forward_passes: usize,
+    prefill_s: f64,
+    decode_s: f64,
+    busy_s: f64,
+    idle_s: f64,
+    rollbacks_received: usize,
+    rollbacks_sent: usize,
+    borrowed_passes: usize,
+}
+
+impl Serialize for LevelReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let m = &self.metrics;
-        serde_json::json!({
-            "name": self.name,
-            "n_drafted": m.n_drafted,
-            "n_accepted": m.n_accepted,
-            "acceptance_rate": m.acceptance_rate(),
-            "n_verifications": m.n_verifications,
-            "mean_accepted_per_verification": m.mean_accepted_per_verification(),
-            "forward_passes": m.forward_passes,
-            "prefill_s": m.prefill_s,
-            "decode_s": m.decode_s,
-            "busy_s": m.busy_s,
-            "idle_s": m.idle_s,
-            "rollbacks_received": m.rollbacks_received,
-            "rollbacks_sent": m.rollbacks_sent,
-            "borrowed_passes": m.borrowed_passes,
-        })
+        LevelReportJson {
+            name: &self.name,
+            n_drafted: m.n_drafted,
+            n_accepted: m.n_accepted,
+            acceptance_rate: m.acceptance_rate(),
+            n_verifications: m.n_verifications,
+            mean_accepted_per_verification: m.mean_accepted_per_verification(),
+            forward_passes: m.forward_passes,
+            prefill_s: m.prefill_s,
+            decode_s: m.decode_s,
+            busy_s: m.busy_s,
+            idle_s: m.idle_s,
+            rollbacks_received: m.rollbacks_received,
+            rollbacks_sent: m.rollbacks_sent,
+            borrowed_passes: m.borrowed_passes,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl LevelReport {
+    /// The report as a JSON value, for callers that assemble `serde_json::Value`s.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Cannot fail: a string and numbers, no map keys (non-finite floats become null).
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 }

@@ -94,10 +94,9 @@ fn write_outputs(
     analysis: &Analysis,
     records: &[record::TurnRecord],
 ) -> Result<()> {
-    let json = results::to_json(info, analysis, records);
-    let text = serde_json::to_string_pretty(&json).context("serializing results.json")?;
+    let text = results::to_text(info, analysis, records)?;
     let path = dir.join("results.json");
-    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let path = dir.join("report.md");
     std::fs::write(&path, report::render(info, analysis, records))
         .with_context(|| format!("writing {}", path.display()))?;

@@ -1,6 +1,7 @@
 //! What a bench run records: every prompt turn, and each strategy's outcome on it.
 
 use pipespec_decode::{Strategy, StrategyOutput};
+use serde::Serialize;
 
 /// One turn of one prompt, run by every strategy.
 #[derive(Debug, Clone)]
@@ -35,8 +36,8 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// The first position where an output leaves the reference's.
-#[derive(Debug, Clone, PartialEq)]
+/// The first position where an output leaves the reference's (results.json's `mismatch`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Mismatch {
     pub position: usize,
     /// The reference's token there; None where the reference had ended.

@@ -1,9 +1,12 @@
 //! Where and how a bench ran: the settings and the machine, as results.json and the report state them.
 
+use serde::Serialize;
+
 use super::settings::BenchSettings;
 use crate::loading::ChainEntry;
 
-#[derive(Debug, Clone)]
+/// results.json's `run` object, key for field.
+#[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
     pub suite: String,
     pub categories: Vec<String>,
@@ -26,6 +29,7 @@ pub struct RunInfo {
     pub cores: usize,
     pub os: &'static str,
     pub arch: &'static str,
+    #[serde(rename = "pipespec_version")]
     pub version: &'static str,
     /// The whole bench, loading and calibration included.
     pub elapsed_s: f64,
