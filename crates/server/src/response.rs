@@ -47,13 +47,20 @@ pub enum Role {
     Assistant,
 }
 
-/// A whole (non-streamed) response of either endpoint.
+/// The fields every object of a response begins with.
 #[derive(Debug, Serialize)]
-pub struct Completion<'a> {
+pub struct Header<'a> {
     pub id: &'a str,
     pub object: ObjectKind,
     pub created: u64,
     pub model: &'a str,
+}
+
+/// A whole (non-streamed) response of either endpoint.
+#[derive(Debug, Serialize)]
+pub struct Completion<'a> {
+    #[serde(flatten)]
+    pub header: Header<'a>,
     pub choices: Vec<Choice<'a>>,
     pub usage: Usage,
 }
@@ -61,10 +68,8 @@ pub struct Completion<'a> {
 /// One stream chunk: text, the opening role or the finish reason; or, last, the usage alone.
 #[derive(Debug, Serialize)]
 pub struct Chunk<'a> {
-    pub id: &'a str,
-    pub object: ObjectKind,
-    pub created: u64,
-    pub model: &'a str,
+    #[serde(flatten)]
+    pub header: Header<'a>,
     /// One choice, or none in the usage chunk.
     pub choices: Vec<Choice<'a>>,
     /// Only in the usage chunk (`stream_options.include_usage`).
@@ -185,10 +190,7 @@ impl ResponseMeta {
             ),
         };
         Completion {
-            id: &self.id,
-            object,
-            created: self.created,
-            model: &self.model,
+            header: self.header(object),
             choices: vec![choice],
             usage: usage(summary),
         }
@@ -227,16 +229,23 @@ impl ResponseMeta {
     }
 
     fn chunk_of<'a>(&'a self, choices: Vec<Choice<'a>>, usage: Option<Usage>) -> Chunk<'a> {
+        let object = match self.endpoint {
+            Endpoint::Completions => ObjectKind::TextCompletion,
+            Endpoint::Chat => ObjectKind::ChatCompletionChunk,
+        };
         Chunk {
-            id: &self.id,
-            object: match self.endpoint {
-                Endpoint::Completions => ObjectKind::TextCompletion,
-                Endpoint::Chat => ObjectKind::ChatCompletionChunk,
-            },
-            created: self.created,
-            model: &self.model,
+            header: self.header(object),
             choices,
             usage,
+        }
+    }
+
+    fn header(&self, object: ObjectKind) -> Header<'_> {
+        Header {
+            id: &self.id,
+            object,
+            created: self.created,
+            model: &self.model,
         }
     }
 }
