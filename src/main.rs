@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod fetch;
+mod home;
 mod loading;
 mod suites;
 

@@ -42,16 +42,7 @@ pub fn tiny_model(dir: &Path, seed: u64) -> PathBuf {
 }
 
 /// The default model, which `scripts/test.sh` fetches before the tests run.
-pub fn default_model() -> PathBuf {
-    let path =
-        pipespec_model::home::default_model_path().expect("neither PIPESPEC_HOME nor HOME is set");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo run --release -- fetch` (scripts/test.sh does) before the tests",
-        path.display()
-    );
-    path
-}
+pub use pipespec_model::test_support::default_model;
 
 /// Parses the single JSON object that `generate --json` prints.
 pub fn json(output: &Output) -> serde_json::Value {

@@ -1,12 +1,12 @@
 //! Greedy exactness on the real default model (SmolLM2-135M-Instruct Q4_1): every strategy's text equals `ar`'s on real chat prompts.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use pipespec_decode::{
     GenerationConfig, Level, ModelLevel, NgramLevel, SamplingParams, SpeculationConfig, Strategy,
 };
 use pipespec_model::chat::{ChatMessage, ChatTemplate};
+use pipespec_model::test_support::default_model;
 use pipespec_model::tokenizer::Tokenizer;
 use pipespec_model::{Model, Session};
 
@@ -19,18 +19,6 @@ const PROMPTS: [&str; 4] = [
      The fox jumps again, and again the dog does not react. Finally the fox gives up and goes home.",
     "List three tips for writing clean Python code.",
 ];
-
-/// Where `pipespec fetch` puts the default model: `$PIPESPEC_HOME/models`, else `~/.cache/pipespec/models`.
-fn model_path() -> PathBuf {
-    let path = pipespec_model::home::default_model_path()
-        .expect("neither PIPESPEC_HOME nor HOME is set: cannot locate the default model");
-    assert!(
-        path.is_file(),
-        "the real-model test needs {} (run `pipespec fetch` first; CI fetches it before the tests)",
-        path.display()
-    );
-    path
-}
 
 fn prompt_tokens(model: &Model, tokenizer: &Tokenizer, prompt: &str) -> Vec<u32> {
     let source = model
@@ -53,7 +41,7 @@ fn prompt_tokens(model: &Model, tokenizer: &Tokenizer, prompt: &str) -> Vec<u32>
 
 #[test]
 fn every_strategy_reproduces_ar_on_the_real_model() {
-    let path = model_path();
+    let path = default_model();
     // The second handle shares the first's mapped weights: `q4_1 -> q4_1` costs no extra memory.
     let target = Model::load(&path).expect("loading the default model");
     let draft = Model::load(&path).expect("loading the default model again");

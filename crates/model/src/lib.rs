@@ -8,15 +8,18 @@ pub mod convert;
 pub mod error;
 pub mod gguf;
 pub mod gguf_writer;
-pub mod home;
 pub mod kernels;
+pub mod layout;
 pub mod matrices;
 pub mod model;
 pub mod ops;
 pub mod quantize;
 pub mod rope;
 pub mod session;
+#[cfg(feature = "test-support")]
 pub mod synthetic;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod tokenizer;
 pub mod weights;
 

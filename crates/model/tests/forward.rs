@@ -1,13 +1,13 @@
 //! Forward-pass properties on seeded random models of several shapes and tensor types: batch invariance, rollback, determinism.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
 use pipespec_model::config::Architecture;
 use pipespec_model::kernels::CpuPath;
 use pipespec_model::synthetic::SyntheticSpec;
-use pipespec_model::{LoadOptions, Model, Session};
+use pipespec_model::{LoadOptions, Model, ModelError, Session};
 
 fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
     Arc::new(
@@ -209,7 +209,10 @@ fn errors_name_the_problem() {
         message.contains("context") && message.contains("16"),
         "{message}"
     );
-    assert!(session.forward(&[], 0).is_err());
+    assert!(matches!(
+        session.forward(&[], 0),
+        Err(ModelError::EmptyInput)
+    ));
 
     let message = Model::load(&dir.path().join("missing.gguf"))
         .unwrap_err()
@@ -225,9 +228,11 @@ fn errors_name_the_problem() {
     for cut in [6, 40, bytes.len() / 3, bytes.len() - 10] {
         let truncated = dir.path().join(format!("truncated-{cut}.gguf"));
         std::fs::write(&truncated, &bytes[..cut]).unwrap();
-        let message = Model::load(&truncated).unwrap_err().to_string();
+        let error = Model::load(&truncated).unwrap_err();
+        // Every message says "corrupt or truncated"; the detail, last, must say why: truncation.
+        let message = error.to_string();
         assert!(
-            message.contains("truncated") || message.contains("corrupt"),
+            matches!(error, ModelError::Corrupt { .. }) && message.ends_with("truncated"),
             "cut {cut}: {message}"
         );
     }
@@ -249,25 +254,53 @@ fn errors_name_the_problem() {
     );
 }
 
+/// `path` rewritten with tensor `name`'s type id in the directory set to `type_id` (the data
+/// is left as it is: the smaller types' bytes still fit inside the F32 data).
+fn with_tensor_type(path: &Path, name: &str, type_id: u32, out: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    // A directory entry: name length (u64), name, dimension count (u32), dims (u64 each),
+    // type id (u32), offset (u64).
+    let mut entry = (name.len() as u64).to_le_bytes().to_vec();
+    entry.extend_from_slice(name.as_bytes());
+    let at = bytes
+        .windows(entry.len())
+        .position(|w| w == entry)
+        .unwrap_or_else(|| panic!("no directory entry for {name}"));
+    let dims_at = at + entry.len();
+    let n_dims = u32::from_le_bytes(bytes[dims_at..dims_at + 4].try_into().unwrap()) as usize;
+    let type_at = dims_at + 4 + 8 * n_dims;
+    assert_eq!(
+        u32::from_le_bytes(bytes[type_at..type_at + 4].try_into().unwrap()),
+        0,
+        "{name} was written as F32"
+    );
+    bytes[type_at..type_at + 4].copy_from_slice(&type_id.to_le_bytes());
+    std::fs::write(out, &bytes).unwrap();
+}
+
 #[test]
 fn an_unsupported_tensor_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let mut writer = pipespec_model::gguf_writer::GgufWriter::new();
-    writer.set(
-        "general.architecture",
-        pipespec_model::gguf::Value::String("llama".into()),
-    );
-    writer.add_tensor(pipespec_model::gguf_writer::TensorToWrite {
-        name: "token_embd.weight".into(),
-        dims: vec![32, 4],
-        dtype: GgmlDType::Q8_1,
-        bytes: vec![0; 4 * 36],
-    });
-    let path = dir.path().join("q8_1.gguf");
-    writer.write(&path).unwrap();
-    let message = Model::load(&path).unwrap_err().to_string();
-    assert!(
-        message.contains("token_embd.weight") || message.contains("missing"),
-        "{message}"
-    );
+    let spec = SyntheticSpec::tiny(11);
+    let path = write(&spec, &dir);
+    Model::load(&path).expect("the untouched model loads");
+    let tensor = "blk.1.ffn_up.weight";
+    // Q8_1 (id 9) is a type GGUF knows but no kernel (nor candle) computes with; 99 is no type.
+    for (type_id, type_name) in [(9, "Q8_1"), (99, "ggml type id 99")] {
+        let changed = dir.path().join(format!("type-{type_id}.gguf"));
+        with_tensor_type(&path, tensor, type_id, &changed);
+        let error = Model::load(&changed).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(&error, ModelError::UnsupportedTensorType { name, dtype, .. }
+                if name == tensor && dtype == type_name),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!(
+                "tensor `{tensor}` has unsupported type {type_name}"
+            )),
+            "{message}"
+        );
+    }
 }

@@ -2,26 +2,14 @@
 //! matrix, and a llama.cpp-style Q4_K_M mix of it as accurate on the packed kernels as on
 //! candle's reference dot products.
 
-use std::path::PathBuf;
-
 use candle_core::quantized::GgmlDType;
 use pipespec_model::convert::{convert, parse_target, ConvertEvent, Target};
 use pipespec_model::gguf::GgufFile;
 use pipespec_model::kernels::{self, CpuPath, MatrixRef, PackedMatrix, Weight};
+use pipespec_model::test_support::default_model;
 use pipespec_model::tokenizer::Tokenizer;
 use pipespec_model::{LoadOptions, Model, Session};
 use rand::{Rng, SeedableRng};
-
-fn default_model() -> PathBuf {
-    let path =
-        pipespec_model::home::default_model_path().expect("neither PIPESPEC_HOME nor HOME is set");
-    assert!(
-        path.exists(),
-        "{} is missing: run `pipespec fetch` first",
-        path.display()
-    );
-    path
-}
 
 const SCALE: f32 = 300.0;
 #[test]

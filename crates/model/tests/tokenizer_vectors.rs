@@ -7,22 +7,13 @@ mod tokenizer {
     use std::time::Instant;
 
     use pipespec_model::gguf::GgufFile;
+    use pipespec_model::test_support;
     use pipespec_model::tokenizer::{OwnedStreamDecoder, Tokenizer};
     use pipespec_model::ModelError;
 
-    /// `$PIPESPEC_HOME`, or `$HOME/.cache/pipespec`.
-    fn pipespec_home() -> PathBuf {
-        pipespec_model::home::pipespec_home().expect("neither PIPESPEC_HOME nor HOME is set")
-    }
-
-    /// The path, which must exist: missing test data is a failure, not a skip.
-    fn require(path: PathBuf) -> PathBuf {
-        assert!(
-            path.is_file(),
-            "missing test data {}: run scripts/fetch-test-data.sh (it fills $PIPESPEC_HOME, default ~/.cache/pipespec)",
-            path.display()
-        );
-        path
+    /// One of llama.cpp's vocabulary files, which must exist: missing test data is a failure, not a skip.
+    fn vocab_file(name: &str) -> PathBuf {
+        test_support::testdata_file(Path::new("llama.cpp-vocab").join(name))
     }
 
     fn load(path: &Path) -> Tokenizer {
@@ -35,9 +26,8 @@ mod tokenizer {
     /// Inputs and expected ids as llama.cpp's `test-tokenizer-0` pairs them: inputs separated by
     /// `\n__ggml_vocab_test__\n`, one output line of space-separated ids per input.
     fn read_vectors(vocab: &str) -> Vec<(String, Vec<u32>)> {
-        let folder = pipespec_home().join("testdata").join("llama.cpp-vocab");
-        let inputs_path = require(folder.join(format!("ggml-vocab-{vocab}.gguf.inp")));
-        let outputs_path = require(folder.join(format!("ggml-vocab-{vocab}.gguf.out")));
+        let inputs_path = vocab_file(&format!("ggml-vocab-{vocab}.gguf.inp"));
+        let outputs_path = vocab_file(&format!("ggml-vocab-{vocab}.gguf.out"));
         let raw = std::fs::read_to_string(&inputs_path).expect("reading inputs");
         let outputs = std::fs::read_to_string(&outputs_path).expect("reading outputs");
 
@@ -75,8 +65,7 @@ mod tokenizer {
     /// Every vector must match (llama.cpp runs them with add_special = false, parse_special = false),
     /// and decoding must give the input back.
     fn check_vocab(vocab: &str) {
-        let folder = pipespec_home().join("testdata").join("llama.cpp-vocab");
-        let tokenizer = load(&require(folder.join(format!("ggml-vocab-{vocab}.gguf"))));
+        let tokenizer = load(&vocab_file(&format!("ggml-vocab-{vocab}.gguf")));
         let vectors = read_vectors(vocab);
         let mut failures = Vec::new();
         for (input, expected) in &vectors {
@@ -134,9 +123,7 @@ mod tokenizer {
 
     #[test]
     fn special_ids_and_flags_follow_llama_cpp() {
-        let folder = pipespec_home().join("testdata").join("llama.cpp-vocab");
-
-        let spm = load(&require(folder.join("ggml-vocab-llama-spm.gguf")));
+        let spm = load(&vocab_file("ggml-vocab-llama-spm.gguf"));
         assert_eq!(
             (spm.model_kind(), spm.bos_id(), spm.eos_id()),
             ("llama", Some(1), Some(2))
@@ -160,7 +147,7 @@ mod tokenizer {
             vec![15043, 2, 3186]
         );
 
-        let llama3 = load(&require(folder.join("ggml-vocab-llama-bpe.gguf")));
+        let llama3 = load(&vocab_file("ggml-vocab-llama-bpe.gguf"));
         assert_eq!(llama3.pre_tokenizer(), "llama-bpe");
         assert_eq!(llama3.bos_id(), Some(128000));
         // llama3 pre-tokenizer: BOS by default, as llama.cpp.
@@ -177,7 +164,7 @@ mod tokenizer {
             vec![128006, 882, 128007]
         );
 
-        let qwen2 = load(&require(folder.join("ggml-vocab-qwen2.gguf")));
+        let qwen2 = load(&vocab_file("ggml-vocab-qwen2.gguf"));
         // <|endoftext|> (EOS), <|im_end|>, and an ordinary `</s>` token that llama.cpp's text list catches too.
         assert_eq!(qwen2.token_text(128247), Some("</s>"));
         assert_eq!(qwen2.end_of_generation_ids(), &[128247, 151643, 151645]);
@@ -188,11 +175,7 @@ mod tokenizer {
     }
 
     fn smollm() -> Tokenizer {
-        load(&require(
-            pipespec_home()
-                .join("models")
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        ))
+        load(&test_support::default_model())
     }
 
     const ROUND_TRIP_TEXTS: &[&str] = &[
@@ -341,7 +324,10 @@ mod tokenizer {
             }
             other => panic!("expected UnknownToken, got {other:?}"),
         }
-        assert!(tokenizer.stream_decoder().push(u32::MAX).is_err());
+        assert!(matches!(
+            tokenizer.stream_decoder().push(u32::MAX),
+            Err(ModelError::UnknownToken { id: u32::MAX, .. })
+        ));
         assert_eq!(tokenizer.token_text(size as u32), None);
     }
 

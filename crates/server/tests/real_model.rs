@@ -1,24 +1,12 @@
 //! The real default model: a greedy chat completion equals the library's greedy output for the same prompt.
 
-use std::path::PathBuf;
+use pipespec_model::test_support::default_model;
 
 use crate::common;
 
-/// Where `pipespec fetch` puts the default model: `$PIPESPEC_HOME/models`, else `~/.cache/pipespec/models`.
-fn model_path() -> PathBuf {
-    let path = pipespec_model::home::default_model_path()
-        .expect("neither PIPESPEC_HOME nor HOME is set: cannot locate the default model");
-    assert!(
-        path.is_file(),
-        "the real-model test needs {} (run `pipespec fetch` first; CI fetches it before the tests)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn greedy_chat_equals_the_library_on_the_default_model() {
-    let server = common::start(&model_path(), 512, 2, 8);
+    let server = common::start(&default_model(), 512, 2, 8);
     let question = "What is the capital of France, and what is it famous for?";
     let expected = server.expected(&server.chat_ids(question), 40, 512);
     let body = serde_json::json!({

@@ -93,7 +93,10 @@ fn cpu_paths_parse_and_name_what_is_missing() {
         assert!(error.to_string().contains(path.features()[0]), "{error}");
         let storage = quantize(GgmlDType::Q8_0, &random(64, 1), 64);
         let raw = MatrixRef::new(GgmlDType::Q8_0, 1, 64, storage.bytes()).expect("matrix");
-        assert!(PackedMatrix::pack(&raw, path).is_err());
+        assert!(matches!(
+            PackedMatrix::pack(&raw, path),
+            Err(KernelError::CpuPathUnavailable { .. })
+        ));
     }
     assert!(CpuPath::best().available());
 }
