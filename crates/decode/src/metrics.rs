@@ -133,11 +133,3 @@ impl Serialize for LevelReport {
         .serialize(serializer)
     }
 }
-
-impl LevelReport {
-    /// The report as a JSON value, for callers that assemble `serde_json::Value`s.
-    pub fn to_json(&self) -> serde_json::Value {
-        // Cannot fail: a string and numbers, no map keys (non-finite floats become null).
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-    }
-}

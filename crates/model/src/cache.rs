@@ -41,16 +41,22 @@ impl KvCache {
 
     /// Bytes the cache occupies once full.
     pub fn byte_size(&self) -> usize {
-        let per_layer =
-            self.kv_head_count * self.head_dim * (self.capacity + self.panels * KEY_PANEL);
-        self.keys.len() * per_layer * 4
+        full_bytes(
+            self.keys.len(),
+            self.kv_head_count,
+            self.head_dim,
+            self.capacity,
+        )
     }
 
     /// Bytes a cache of `capacity` positions for `config` occupies once full, without making one.
     pub fn byte_size_for(config: &Config, capacity: usize) -> usize {
-        let panels = capacity.div_ceil(KEY_PANEL);
-        let per_layer = config.kv_head_count * config.head_dim * (capacity + panels * KEY_PANEL);
-        config.layer_count * per_layer * 4
+        full_bytes(
+            config.layer_count,
+            config.kv_head_count,
+            config.head_dim,
+            capacity,
+        )
     }
 
     /// Positions currently held.
@@ -120,4 +126,11 @@ impl KvCache {
         let at = head * self.capacity * self.head_dim;
         &self.values[layer][at..at + count * self.head_dim]
     }
+}
+
+/// Bytes of a full cache: keys padded to whole panels of `KEY_PANEL` positions, values unpadded,
+/// f32, per layer and kv head.
+fn full_bytes(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> usize {
+    let panels = capacity.div_ceil(KEY_PANEL);
+    layers * kv_heads * head_dim * (capacity + panels * KEY_PANEL) * 4
 }

@@ -2,7 +2,6 @@
 
 use pipespec_decode::LevelReport;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::job::Summary;
 
@@ -151,7 +150,7 @@ pub struct PipespecUsage {
     pub ttft_s: f64,
     pub wall_s: f64,
     /// Each level's counters, as `generate --json` prints them.
-    pub levels: Vec<Value>,
+    pub levels: Vec<LevelReport>,
 }
 
 /// What every object of one response shares.
@@ -262,7 +261,7 @@ pub fn usage(summary: &Summary) -> Usage {
             queue_s: summary.queue_s,
             ttft_s: summary.ttft_s,
             wall_s: summary.wall_s,
-            levels: summary.levels.iter().map(LevelReport::to_json).collect(),
+            levels: summary.levels.clone(),
         },
     }
 }

@@ -52,7 +52,7 @@ impl Server {
             slots: config.max_concurrent.max(1),
             queue_capacity: config.queue_capacity,
             slot_cache_bytes: metrics.slot_cache_bytes.get() as usize,
-            context_size: engine.capacity,
+            context_size: engine.chain.capacity(),
         };
         let state = AppState {
             engine,

@@ -13,14 +13,12 @@ use crate::errors::{ApiError, ErrorKind};
 pub struct Engine {
     /// The id clients name in `model`.
     pub model_id: String,
-    /// Every slot's levels come from here; its compute pool is shared by all slots, so several
-    /// slots never oversubscribe the cores.
+    /// Every slot's levels come from here (with their KV capacity, `chain.capacity()`); its
+    /// compute pool is shared by all slots, so several slots never oversubscribe the cores.
     pub chain: ChainBuilder,
     pub tokenizer: Arc<Tokenizer>,
     /// None when the target has no chat template: chat requests are then refused.
     pub template: Option<ChatTemplate>,
-    /// KV cache positions of every model level in every slot.
-    pub capacity: usize,
 }
 
 /// A generation slot: its own levels (KV caches) over the shared weights.
@@ -59,7 +57,6 @@ impl Engine {
         };
         Ok(Engine {
             model_id,
-            capacity: chain.capacity(),
             chain,
             tokenizer,
             template,

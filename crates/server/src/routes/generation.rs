@@ -38,7 +38,12 @@ pub async fn generate(
     let body = body.map_err(|rejection| body_error(rejection, state.config.max_body_bytes))?;
     let request = request::parse(&body)?;
     let engine = state.engine.clone();
-    let params = validate::params(&request, &engine.model_id, &state.config, engine.capacity)?;
+    let params = validate::params(
+        &request,
+        &engine.model_id,
+        &state.config,
+        engine.chain.capacity(),
+    )?;
     engine.check_strategy(params.strategy)?;
     let input = prompt(&request)?;
     let tokenizing = engine.clone();
@@ -48,7 +53,7 @@ pub async fn generate(
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizing task failed: {e}")))??;
-    validate::prompt_fits(endpoint.prompt_field(), ids.len(), engine.capacity)?;
+    validate::prompt_fits(endpoint.prompt_field(), ids.len(), engine.chain.capacity())?;
 
     let (sender, mut events) = mpsc::unbounded_channel();
     let stop_ids = engine.tokenizer.end_of_generation_ids().to_vec();
