@@ -9,28 +9,30 @@ use rayon::prelude::*;
 
 use crate::cache::{KvCache, KEY_PANEL};
 use crate::config::Config;
+use crate::forward::{RowPlace, Segment};
 use crate::ops;
 
 /// Query heads scored together against one key panel.
 const HEADS_PER_PASS: usize = 4;
 
-/// Causal attention of `rows` new positions over the cache. Each (row, kv head) is one task that
-/// serves every query head of its group, so each cached key and value is read once per group.
-#[allow(clippy::too_many_arguments)]
+/// Causal attention of every row of a pass over its own sequence's cache. Each (row, kv head)
+/// is one task that serves every query head of its group, so each cached key and value is read
+/// once per group; the tasks of all sequences share one parallel loop.
 pub(crate) fn attention(
     pool: &rayon::ThreadPool,
-    cache: &KvCache,
+    segments: &[Segment],
+    rows: &[RowPlace],
     c: &Config,
     layer: usize,
-    start_pos: usize,
-    rows: usize,
     q: &[f32],
     out: &mut [f32],
 ) {
     let group_width = c.head_count / c.kv_head_count * c.head_dim;
     let task = |(index, out): (usize, &mut [f32])| {
         let (row, kv_head) = (index / c.kv_head_count, index % c.kv_head_count);
-        let count = start_pos + row + 1;
+        let place = rows[row];
+        let cache: &KvCache = segments[place.segment].cache;
+        let count = place.position + 1;
         let queries = &q[index * group_width..(index + 1) * group_width];
         SCORES.with(|scores| {
             attend_group(
@@ -44,7 +46,7 @@ pub(crate) fn attention(
             )
         });
     };
-    let out = &mut out[..rows * c.q_dim()];
+    let out = &mut out[..rows.len() * c.q_dim()];
     if pool.current_num_threads() <= 1 {
         out.chunks_exact_mut(group_width).enumerate().for_each(task);
     } else {

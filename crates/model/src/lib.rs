@@ -1,11 +1,13 @@
 //! GGUF reading, the llama-family forward pass, the KV cache, the tokenizer and the chat template.
 
 mod attention;
+pub mod batch;
 pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod convert;
 pub mod error;
+mod forward;
 pub mod gguf;
 pub mod gguf_writer;
 pub mod kernels;
@@ -23,6 +25,7 @@ pub mod test_support;
 pub mod tokenizer;
 pub mod weights;
 
+pub use batch::{Batch, BatchItem};
 pub use error::{ModelError, Result};
 pub use model::{resident_bytes, LoadReport, Model};
 pub use session::Session;

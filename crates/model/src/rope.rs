@@ -52,8 +52,13 @@ impl Rope {
 
     /// The tables of positions `start..start + count`, one after the other (each as `table_for`).
     pub fn tables(&self, start: usize, count: usize, tables: &mut Vec<f32>) {
-        let width = self.table_width();
         tables.clear();
+        self.extend_tables(start, count, tables);
+    }
+
+    /// Appends the tables of positions `start..start + count` to `tables`.
+    pub fn extend_tables(&self, start: usize, count: usize, tables: &mut Vec<f32>) {
+        let width = self.table_width();
         tables.reserve(count * width);
         let mut one = Vec::with_capacity(width);
         for position in start..start + count {
