@@ -16,6 +16,8 @@ pub enum DecodeError {
     PromptTooLong { prompt: usize, capacity: usize },
     #[error("creating a compute pool of {threads} threads: {reason}")]
     ThreadPool { threads: usize, reason: String },
+    #[error("batched decoding: {0}")]
+    Batch(String),
     #[error(transparent)]
     Model(#[from] ModelError),
 }

@@ -1,5 +1,6 @@
 //! The decode crate's integration tests, one binary: strategy exactness on seeded tiny models and on the real default model.
 
+mod batching;
 mod chain;
 mod common;
 mod greedy;

@@ -10,6 +10,7 @@ use pipespec_model::{Model, Session};
 
 pub use cores::{split_threads, thread_pool, Cores};
 
+use crate::batch::{BatchClient, BatchEngine};
 use crate::error::{DecodeError, Result};
 use crate::level::{Level, ModelLevel};
 use crate::ngram::{NgramLevel, DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN};
@@ -184,13 +185,44 @@ impl ChainBuilder {
             .collect()
     }
 
+    /// Fresh levels whose model passes run inside `engine`'s steps, each KV cache holding
+    /// `capacity` positions (at most the builder's): one member of the engine while they live.
+    pub fn build_batched(
+        &self,
+        engine: &BatchEngine,
+        capacity: usize,
+    ) -> Result<Vec<Box<dyn Level>>> {
+        let capacity = capacity.clamp(1, self.capacity);
+        let membership = Arc::new(engine.join());
+        self.specs
+            .iter()
+            .map(|spec| -> Result<Box<dyn Level>> {
+                Ok(match spec {
+                    LevelSpec::Ngram { min, max } => Box::new(NgramLevel::new(*min, *max)?),
+                    LevelSpec::Model { name, model } => {
+                        // The session's own pool is unused: the engine computes on its own.
+                        let pool = self.cores.pool(0).clone();
+                        let session = Session::new(model.clone(), capacity, pool);
+                        let client = BatchClient::new(membership.clone());
+                        Box::new(ModelLevel::batched(name.clone(), session, client))
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Bytes of the KV caches one build holds (every model level's).
     pub fn cache_bytes(&self) -> usize {
+        self.cache_bytes_at(self.capacity)
+    }
+
+    /// Bytes of the KV caches of one build whose caches hold `capacity` positions.
+    pub fn cache_bytes_at(&self, capacity: usize) -> usize {
         self.specs
             .iter()
             .map(|spec| match spec {
                 LevelSpec::Ngram { .. } => 0,
-                LevelSpec::Model { model, .. } => Session::cache_bytes_for(model, self.capacity),
+                LevelSpec::Model { model, .. } => Session::cache_bytes_for(model, capacity),
             })
             .sum()
     }

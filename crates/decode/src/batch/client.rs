@@ -1,0 +1,97 @@
+//! A level's side of the batch engine: its session travels to the engine for each pass and
+//! comes back with the logits.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pipespec_model::{Model, Session};
+
+use super::{Membership, Pass, Reply};
+use crate::error::{DecodeError, Result};
+
+/// What a level needs to send passes to the engine: its chain's membership and a channel of
+/// its own for the answers.
+pub(crate) struct BatchClient {
+    membership: Arc<Membership>,
+    replies: Sender<Reply>,
+    answers: Receiver<Reply>,
+}
+
+impl BatchClient {
+    pub(crate) fn new(membership: Arc<Membership>) -> BatchClient {
+        let (replies, answers) = channel();
+        BatchClient {
+            membership,
+            replies,
+            answers,
+        }
+    }
+}
+
+/// A session whose passes run inside the engine's steps.
+pub(crate) struct BatchedSession {
+    /// None only while a pass is with the engine, or after the engine lost it.
+    session: Option<Session>,
+    model: Arc<Model>,
+    capacity: usize,
+    logits: Vec<f32>,
+    client: BatchClient,
+}
+
+impl BatchedSession {
+    pub(crate) fn new(session: Session, client: BatchClient) -> BatchedSession {
+        BatchedSession {
+            model: session.model().clone(),
+            capacity: session.capacity(),
+            session: Some(session),
+            logits: Vec::new(),
+            client,
+        }
+    }
+
+    pub(crate) fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Feeds `tokens` at `start` in the next step and returns the logits of the last
+    /// `head_rows` of them.
+    pub(crate) fn forward(
+        &mut self,
+        tokens: &[u32],
+        start: usize,
+        head_rows: usize,
+    ) -> Result<&[f32]> {
+        let session = self.session.take().ok_or_else(|| {
+            DecodeError::Batch(
+                "this level's KV cache was lost when the batch engine stopped".into(),
+            )
+        })?;
+        let pass = Pass {
+            session,
+            tokens: tokens.to_vec(),
+            start,
+            head_rows,
+            logits: std::mem::take(&mut self.logits),
+            reply: self.client.replies.clone(),
+            arrived: Instant::now(),
+        };
+        if let Err(pass) = self.client.membership.submit(pass) {
+            self.session = Some(pass.session);
+            return Err(DecodeError::Batch("the batch engine has stopped".into()));
+        }
+        let reply = self
+            .client
+            .answers
+            .recv()
+            .map_err(|_| DecodeError::Batch("the batch engine stopped during a pass".into()))?;
+        self.session = Some(reply.session);
+        self.logits = reply.logits;
+        reply.outcome?;
+        Ok(&self.logits)
+    }
+}

@@ -1,0 +1,193 @@
+//! One engine loop per loaded chain: the forward passes of every running request are gathered
+//! into steps, one batched pass per model, so many sequences share each read of the weights.
+//!
+//! A request's levels (`ChainBuilder::build_batched`) hand their session to the engine for each
+//! pass and block until it comes back with the logits, so strategies run unchanged, each on its
+//! own thread, and stay exact: the batched pass gives every sequence the logits it would get
+//! alone. The engine runs a step once every member chain has a pass waiting (or `max_wait`
+//! passed); prompts longer than the step's room are fed in chunks over several steps, so a long
+//! prompt never stalls the others.
+
+mod client;
+mod step;
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pipespec_model::Session;
+
+use crate::error::{DecodeError, Result};
+
+pub(crate) use client::{BatchClient, BatchedSession};
+
+/// Rows of one model's pass a step aims at, prompt chunks filling what decoding leaves.
+pub const DEFAULT_STEP_TOKENS: usize = 128;
+
+/// How long a step waits for members that have not sent their pass yet.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(3);
+
+/// How the engine forms its steps.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Rows per model per step that prompt chunks may fill up to (decode and verification rows
+    /// always run whole; the oldest prompt gets a chunk of at least `MIN_CHUNK` each step).
+    pub step_tokens: usize,
+    /// The longest a step waits for every member to have a pass pending.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            step_tokens: DEFAULT_STEP_TOKENS,
+            max_wait: DEFAULT_MAX_WAIT,
+        }
+    }
+}
+
+/// What one model's batched pass of a step held (for metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    /// Sequences in the pass.
+    pub sequences: usize,
+    /// Rows (tokens) fed, every sequence's together.
+    pub rows: usize,
+    pub seconds: f64,
+}
+
+/// Called after every batched pass.
+pub type StepObserver = Box<dyn Fn(&StepReport) + Send + Sync>;
+
+/// A request's pass as the engine holds it until it is answered.
+pub(crate) struct Pass {
+    pub session: Session,
+    pub tokens: Vec<u32>,
+    pub start: usize,
+    pub head_rows: usize,
+    /// Filled with the head rows' logits.
+    pub logits: Vec<f32>,
+    pub reply: std::sync::mpsc::Sender<Reply>,
+    pub arrived: Instant,
+}
+
+/// A pass answered: the session back, and its logits or why it failed.
+pub(crate) struct Reply {
+    pub session: Session,
+    pub logits: Vec<f32>,
+    pub outcome: Result<()>,
+}
+
+struct State {
+    /// Member chains: a step waits for a pass from each (up to `max_wait`).
+    members: usize,
+    pending: Vec<Pass>,
+    stopped: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    config: BatchConfig,
+    pool: Arc<rayon::ThreadPool>,
+    observer: Option<StepObserver>,
+}
+
+/// The engine loop of one chain's models, on its own thread, computing on `pool`.
+pub struct BatchEngine {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BatchEngine {
+    /// Starts the loop; `observer` hears of every batched pass.
+    pub fn start(
+        pool: Arc<rayon::ThreadPool>,
+        config: BatchConfig,
+        observer: Option<StepObserver>,
+    ) -> Result<BatchEngine> {
+        if config.step_tokens == 0 {
+            return Err(DecodeError::InvalidParameter {
+                name: "step tokens",
+                bounds: "at least 1",
+                value: "0".into(),
+            });
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                members: 0,
+                pending: Vec::new(),
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+            config,
+            pool,
+            observer,
+        });
+        let looping = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("pipespec-batch".into())
+            .spawn(move || step::run_loop(&looping))
+            .map_err(|e| DecodeError::Batch(format!("starting the batch engine: {e}")))?;
+        Ok(BatchEngine {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// A new member (one chain's levels): the engine waits for its passes while it lives.
+    pub(crate) fn join(&self) -> Membership {
+        lock(&self.shared.state).members += 1;
+        Membership {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Chains currently members.
+    pub fn members(&self) -> usize {
+        lock(&self.shared.state).members
+    }
+}
+
+impl Drop for BatchEngine {
+    /// Refuses new passes, finishes the pending ones and joins the loop.
+    fn drop(&mut self) {
+        lock(&self.shared.state).stopped = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One chain's membership; leaving (drop) lets steps stop waiting for it.
+pub(crate) struct Membership {
+    shared: Arc<Shared>,
+}
+
+impl Membership {
+    /// Queues a pass for the next step.
+    fn submit(&self, pass: Pass) -> std::result::Result<(), Pass> {
+        let mut state = lock(&self.shared.state);
+        if state.stopped {
+            return Err(pass);
+        }
+        state.pending.push(pass);
+        drop(state);
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.members = state.members.saturating_sub(1);
+        drop(state);
+        self.shared.wake.notify_all();
+    }
+}
+
+fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,197 @@
+//! The engine's loop: wait until every member has a pass pending (or `max_wait` passed), then
+//! run a step (one batched pass per model, decode and verification rows whole, prompts in
+//! chunks) and answer the passes it finished.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pipespec_model::{Batch, BatchItem, Model};
+
+use super::{lock, Pass, Reply, Shared, StepReport};
+use crate::error::{DecodeError, Result};
+
+/// The smallest prompt chunk worth a place in a step; the oldest prompt gets at least this
+/// many rows every step, so decoding many sequences never starves a prefill.
+const MIN_CHUNK: usize = 32;
+
+/// A pass the engine holds, with how many of its tokens earlier steps fed.
+struct Running {
+    pass: Pass,
+    done: usize,
+}
+
+impl Running {
+    fn left(&self) -> usize {
+        self.pass.tokens.len() - self.done
+    }
+
+    /// Whether the pass is a prompt to feed in chunks rather than a few rows to run whole.
+    fn chunked(&self) -> bool {
+        self.left() > self.pass.head_rows + MIN_CHUNK
+    }
+}
+
+/// Runs until the engine is stopped and nothing is left to answer.
+pub(super) fn run_loop(shared: &Shared) {
+    let mut batch = Batch::new();
+    let mut running: Vec<Running> = Vec::new();
+    // When the engine became ready for its next step while passes were still running.
+    let mut ready_since: Option<Instant> = None;
+    loop {
+        {
+            let mut state = lock(&shared.state);
+            loop {
+                let waiting = state.pending.len() + running.len();
+                if waiting == 0 {
+                    if state.stopped {
+                        return;
+                    }
+                    state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                let since = ready_since
+                    .or_else(|| state.pending.iter().map(|pass| pass.arrived).min())
+                    .unwrap_or_else(Instant::now);
+                let waited = since.elapsed();
+                if waiting >= state.members || state.stopped || waited >= shared.config.max_wait {
+                    break;
+                }
+                let rest = shared.config.max_wait - waited;
+                state = match shared.wake.wait_timeout(state, rest) {
+                    Ok((state, _)) => state,
+                    Err(poisoned) => poisoned.into_inner().0,
+                };
+            }
+            running.extend(
+                state
+                    .pending
+                    .drain(..)
+                    .map(|pass| Running { pass, done: 0 }),
+            );
+        }
+        step(shared, &mut batch, &mut running);
+        ready_since = (!running.is_empty()).then(Instant::now);
+    }
+}
+
+/// One pass per model over the running passes, oldest model first; answers those finished.
+fn step(shared: &Shared, batch: &mut Batch, running: &mut Vec<Running>) {
+    let mut models: Vec<Arc<Model>> = Vec::new();
+    for r in running.iter() {
+        let model = r.pass.session.model();
+        if !models.iter().any(|m| Arc::ptr_eq(m, model)) {
+            models.push(model.clone());
+        }
+    }
+    let mut finished: Vec<(usize, Result<()>)> = Vec::new();
+    for model in &models {
+        let plan = plan(running, model, shared.config.step_tokens);
+        finished.extend(run_plan(shared, batch, running, &plan));
+    }
+    finished.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+    for (index, outcome) in finished {
+        let Running { pass, .. } = running.remove(index);
+        let _ = pass.reply.send(Reply {
+            session: pass.session,
+            logits: pass.logits,
+            outcome,
+        });
+    }
+}
+
+/// Which passes of `model` this step feeds, and how many tokens of each: (index, tokens),
+/// in index order. Decode and verification rows run whole; prompt chunks fill up to
+/// `step_tokens`, the oldest prompt always getting at least `MIN_CHUNK`.
+fn plan(running: &[Running], model: &Arc<Model>, step_tokens: usize) -> Vec<(usize, usize)> {
+    let of_model = || {
+        running
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| Arc::ptr_eq(r.pass.session.model(), model))
+    };
+    let mut plan: Vec<(usize, usize)> = of_model()
+        .filter(|(_, r)| !r.chunked())
+        .map(|(index, r)| (index, r.left()))
+        .collect();
+    let mut used: usize = plan.iter().map(|(_, rows)| rows).sum();
+    for (nth, (index, r)) in of_model().filter(|(_, r)| r.chunked()).enumerate() {
+        let room = step_tokens.saturating_sub(used);
+        let room = if nth == 0 { room.max(MIN_CHUNK) } else { room };
+        if room < MIN_CHUNK {
+            break;
+        }
+        // a chunk before the last leaves at least the head rows for the last
+        let rows = if r.left() <= room {
+            r.left()
+        } else {
+            room.min(r.left() - r.pass.head_rows)
+        };
+        plan.push((index, rows));
+        used += rows;
+    }
+    plan.sort_unstable();
+    plan
+}
+
+/// Runs one batched pass over `plan`; returns the passes it finished (fed to their end, or
+/// failed) with their outcome.
+fn run_plan(
+    shared: &Shared,
+    batch: &mut Batch,
+    running: &mut [Running],
+    plan: &[(usize, usize)],
+) -> Vec<(usize, Result<()>)> {
+    if plan.is_empty() {
+        return Vec::new();
+    }
+    let started = Instant::now();
+    let mut planned = plan.iter().peekable();
+    let mut items = Vec::with_capacity(plan.len());
+    for (index, r) in running.iter_mut().enumerate() {
+        let Some(&(_, rows)) = planned.next_if(|(at, _)| *at == index) else {
+            continue;
+        };
+        let last = r.done + rows == r.pass.tokens.len();
+        items.push(BatchItem {
+            session: &mut r.pass.session,
+            tokens: &r.pass.tokens[r.done..r.done + rows],
+            start: r.pass.start + r.done,
+            head_rows: if last { r.pass.head_rows } else { 0 },
+        });
+    }
+    let outcomes = batch.forward(&shared.pool, &mut items);
+    drop(items);
+    if let Some(observer) = &shared.observer {
+        observer(&StepReport {
+            sequences: plan.len(),
+            rows: plan.iter().map(|(_, rows)| rows).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            let message = format!("a batched pass failed: {error}");
+            return plan
+                .iter()
+                .map(|&(index, _)| (index, Err(DecodeError::Batch(message.clone()))))
+                .collect();
+        }
+    };
+    let mut finished = Vec::new();
+    for (&(index, rows), outcome) in plan.iter().zip(outcomes) {
+        let r = &mut running[index];
+        match outcome {
+            Ok(logits) => {
+                r.done += rows;
+                if r.done == r.pass.tokens.len() {
+                    r.pass.logits.clear();
+                    r.pass.logits.extend_from_slice(&batch.logits()[logits]);
+                    finished.push((index, Ok(())));
+                }
+            }
+            Err(error) => finished.push((index, Err(error.into()))),
+        }
+    }
+    finished
+}
