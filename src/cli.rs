@@ -200,10 +200,11 @@ pub struct ServeArgs {
     /// Longest suffix the ngram level matches (tried first).
     #[arg(long, default_value_t = pipespec_decode::ngram::DEFAULT_NGRAM_MAX)]
     pub ngram_max: usize,
-    /// Compute threads, one pool shared by every slot (default: all cores).
+    /// Compute threads of the batch engine, which runs every request's passes (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// KV cache positions per level per slot (default: the smaller of the model's context and 4096).
+    /// The most KV cache positions one request may hold (prompt and output), per level
+    /// (default: the smaller of the model's context and 4096).
     #[arg(long)]
     pub ctx_size: Option<usize>,
     /// Address to listen on.
@@ -211,10 +212,18 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Generations in flight at once, each with its own KV caches.
-    #[arg(long, default_value_t = 4)]
+    /// Requests decoded at once, their forward passes batched together (continuous batching).
+    #[arg(long, default_value_t = 16)]
     pub max_concurrent: usize,
-    /// Requests that may wait for a slot; more are refused with 429.
+    /// KV cache positions all running requests may hold together, per level; a request is
+    /// admitted once its prompt + max_tokens + window fits (default: 4 x --ctx-size).
+    #[arg(long)]
+    pub kv_tokens: Option<usize>,
+    /// Tokens per batched pass that prompt chunks may fill up to (decode rows always run):
+    /// smaller keeps other streams flowing during a long prompt, larger prefills faster.
+    #[arg(long, default_value_t = pipespec_decode::batch::DEFAULT_STEP_TOKENS)]
+    pub batch_tokens: usize,
+    /// Requests that may wait for admission; more are refused with 429.
     #[arg(long, default_value_t = pipespec_server::config::DEFAULT_QUEUE)]
     pub queue: usize,
 }

@@ -17,6 +17,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.max_concurrent == 0 {
         bail!("--max-concurrent must be at least 1");
     }
+    if args.batch_tokens == 0 {
+        bail!("--batch-tokens must be at least 1");
+    }
+    if args.kv_tokens == Some(0) {
+        bail!("--kv-tokens must be at least 1");
+    }
     let host: IpAddr = args
         .host
         .parse()
@@ -26,7 +32,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         // lookup means the n-gram drafter: add it rather than make the user spell it out.
         entries.insert(0, ChainEntry::Ngram);
     }
-    // Load each file once; every slot builds its own sessions over these weights, on one pool.
+    // Load each file once; every request builds its own sessions over these weights, and the
+    // batch engine runs all their passes on one pool.
     let cores = Cores::Shared(loading::thread_pool(args.threads)?);
     let ngram = (args.ngram_min, args.ngram_max);
     let chain = loading::load_chain(&entries, ngram, args.ctx_size, cores)?;
@@ -47,13 +54,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let mut config = ServerConfig::new(SocketAddr::new(host, args.port), strategy, args.window);
     config.max_concurrent = args.max_concurrent;
     config.queue_capacity = args.queue;
+    config.kv_positions = args.kv_tokens;
+    config.batch.step_tokens = args.batch_tokens;
     pipespec_server::run_until_signal(engine, config, |ready| {
         eprintln!(
-            "[pipespec] serving {} with {strategy} on http://{} | {} slots (KV cache {:.1} MiB each at {} positions) | queue {}",
+            "[pipespec] serving {} with {strategy} on http://{} | up to {} requests batched | KV budget {} positions ({:.1} MiB), {} per request at most | queue {}",
             target_path.display(),
             ready.address,
             ready.slots,
-            ready.slot_cache_bytes as f64 / (1 << 20) as f64,
+            ready.kv_positions,
+            ready.kv_bytes as f64 / (1 << 20) as f64,
             ready.context_size,
             ready.queue_capacity,
         );

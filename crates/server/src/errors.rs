@@ -144,7 +144,7 @@ impl From<pipespec_decode::DecodeError> for ApiError {
                     .with_param("prompt")
                     .with_code("context_length_exceeded")
             }
-            DecodeError::Model(_) | DecodeError::ThreadPool { .. } => {
+            DecodeError::Model(_) | DecodeError::ThreadPool { .. } | DecodeError::Batch(_) => {
                 ApiError::internal(error.to_string())
             }
         }

@@ -11,6 +11,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod batch;
+pub use batch::BatchMetrics;
+
 /// Upper bounds (seconds) of the latency buckets.
 const BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -67,7 +70,7 @@ pub struct Metrics {
     pub queue_depth: CountGauge,
     pub in_flight: CountGauge,
     pub slots: CountGauge,
-    pub slot_cache_bytes: CountGauge,
+    pub batch: BatchMetrics,
     registry: Registry,
 }
 
@@ -87,7 +90,7 @@ impl Default for Metrics {
             queue_depth: CountGauge::default(),
             in_flight: CountGauge::default(),
             slots: CountGauge::default(),
-            slot_cache_bytes: CountGauge::default(),
+            batch: BatchMetrics::default(),
             registry: Registry::default(),
         };
         metrics.registered()
@@ -137,7 +140,7 @@ impl Metrics {
         );
         registry.register(
             "pipespec_queue_wait_seconds",
-            "Time a request waited for a slot",
+            "Time a request waited for admission",
             self.queue_wait.clone(),
         );
         let levels = self.levels.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -168,7 +171,7 @@ impl Metrics {
         );
         registry.register(
             "pipespec_queue_depth",
-            "Requests waiting for a slot",
+            "Requests waiting for admission",
             self.queue_depth.clone(),
         );
         registry.register(
@@ -178,14 +181,10 @@ impl Metrics {
         );
         registry.register(
             "pipespec_slots",
-            "Generation slots (max concurrent)",
+            "Requests decoded at once at most (--max-concurrent)",
             self.slots.clone(),
         );
-        registry.register(
-            "pipespec_slot_kv_cache_bytes",
-            "KV cache bytes of every level of one slot",
-            self.slot_cache_bytes.clone(),
-        );
+        self.batch.register(registry);
         self
     }
 

@@ -1,74 +1,115 @@
-//! A bounded queue of generation jobs served by one OS thread per slot; results flow back to the async side over channels.
-//!
-//! Each worker owns one slot (its KV caches) and runs one job at a time. Batching several jobs
-//! into one forward pass would replace the per-slot workers with one that takes several jobs
-//! from the same queue; the job and event types (`job`) and the queue stay as they are.
+//! Admission and the request threads: a bounded queue of jobs, admitted in arrival order while
+//! their KV caches fit the token budget; each admitted job runs on a worker thread whose levels'
+//! passes join the batch engine's steps, so every running request shares each forward pass.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use pipespec_decode::{BatchConfig, BatchEngine};
+
 use crate::errors::{ApiError, ErrorKind};
 use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::state::{Engine, Slot};
+use crate::state::Engine;
 use crate::worker;
+
+/// How the scheduler admits and batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests decoded at once (worker threads, sequences in a step at most).
+    pub max_concurrent: usize,
+    /// Requests that may wait beyond those running; more are refused with 429.
+    pub queue_capacity: usize,
+    /// KV positions all running requests may hold together (each level of a request holds
+    /// its own cache of that many positions).
+    pub kv_positions: usize,
+    pub batch: BatchConfig,
+}
 
 struct Queue {
     jobs: VecDeque<Job>,
+    /// KV positions held by running requests.
+    reserved: usize,
     closed: bool,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
-    ready: Condvar,
-    capacity: usize,
+    changed: Condvar,
+    limits: Limits,
     metrics: Arc<Metrics>,
 }
 
-/// The queue and the slot workers.
+/// The queue, the worker threads and the batch engine they share.
 pub struct Scheduler {
     shared: Arc<Shared>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    engine: Arc<Engine>,
 }
 
 impl Scheduler {
-    /// Builds `slots` slots of `engine` and starts a worker thread for each.
+    /// Starts the batch engine on the chain's pool and `limits.max_concurrent` workers.
     pub fn start(
         engine: Arc<Engine>,
-        slots: usize,
-        queue_capacity: usize,
+        limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Result<Scheduler, ApiError> {
+        let observed = metrics.clone();
+        let batch = BatchEngine::start(
+            engine.chain.compute_pool(),
+            limits.batch,
+            Some(Box::new(move |step| observed.batch.record_step(step))),
+        )?;
+        let batch = Arc::new(batch);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
+                reserved: 0,
                 closed: false,
             }),
-            ready: Condvar::new(),
-            capacity: queue_capacity,
+            changed: Condvar::new(),
+            limits,
             metrics: metrics.clone(),
         });
-        let mut workers = Vec::with_capacity(slots);
-        for index in 0..slots.max(1) {
-            let slot = engine.new_slot(index)?;
-            metrics.slot_cache_bytes.set(slot.cache_bytes as u64);
-            let (engine, shared) = (engine.clone(), shared.clone());
+        metrics.slots.set(limits.max_concurrent as u64);
+        metrics
+            .batch
+            .kv_budget_bytes
+            .set(engine.chain.cache_bytes_at(limits.kv_positions) as u64);
+        let mut workers = Vec::with_capacity(limits.max_concurrent);
+        for index in 0..limits.max_concurrent.max(1) {
+            let (engine, shared, batch) = (engine.clone(), shared.clone(), batch.clone());
             let handle = std::thread::Builder::new()
-                .name(format!("pipespec-slot-{index}"))
-                .spawn(move || run_worker(slot, &engine, &shared))
-                .map_err(|e| ApiError::internal(format!("starting slot worker {index}: {e}")))?;
+                .name(format!("pipespec-request-{index}"))
+                .spawn(move || run_worker(&engine, &batch, &shared))
+                .map_err(|e| ApiError::internal(format!("starting worker {index}: {e}")))?;
             workers.push(handle);
         }
-        metrics.slots.set(workers.len() as u64);
         Ok(Scheduler {
             shared,
             workers: Mutex::new(workers),
+            engine,
         })
     }
 
-    /// Queues a job; refused with 429 when the queue is full, 503 once shutdown began.
+    /// Queues a job: refused with 400 when its KV cache could never fit the budget, 429 when
+    /// the queue is full, 503 once shutdown began.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        let budget = self.shared.limits.kv_positions;
+        let positions = kv_positions(&job, self.engine.chain.capacity());
+        if positions > budget {
+            return Err(ApiError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the request needs {positions} KV cache positions (prompt {} + max_tokens {} + window {} + 1) but the server holds {budget} for all requests (--kv-tokens): lower max_tokens or shorten the prompt",
+                    job.prompt.len(),
+                    job.config.max_tokens,
+                    job.speculation.window
+                ),
+            )
+            .with_code("kv_budget_exceeded"));
+        }
         let mut queue = lock(&self.shared.queue);
         if queue.closed {
             return Err(ApiError::new(
@@ -76,13 +117,13 @@ impl Scheduler {
                 "the server is shutting down",
             ));
         }
-        if queue.jobs.len() >= self.shared.capacity {
+        if queue.jobs.len() >= self.shared.limits.queue_capacity {
             return Err(ApiError::new(
                 ErrorKind::Overloaded,
                 format!(
                     "the server is busy: {} requests are already waiting (--queue {}); retry later",
                     queue.jobs.len(),
-                    self.shared.capacity
+                    self.shared.limits.queue_capacity
                 ),
             )
             .with_code("queue_full"));
@@ -90,14 +131,14 @@ impl Scheduler {
         queue.jobs.push_back(job);
         self.shared.metrics.queue_depth.set(queue.jobs.len() as u64);
         drop(queue);
-        self.shared.ready.notify_one();
+        self.shared.changed.notify_all();
         Ok(())
     }
 
     /// Refuses new jobs, lets the workers finish the queued and running ones, and joins them.
     pub fn shutdown(&self) {
         lock(&self.shared.queue).closed = true;
-        self.shared.ready.notify_all();
+        self.shared.changed.notify_all();
         let workers = std::mem::take(&mut *lock(&self.workers));
         for worker in workers {
             let _ = worker.join();
@@ -111,32 +152,70 @@ impl Drop for Scheduler {
     }
 }
 
+/// KV positions `job` holds while it runs: its prompt, its tokens and a window of drafts past
+/// them, at most the context size `capacity`.
+fn kv_positions(job: &Job, capacity: usize) -> usize {
+    let most = job.prompt.len() + job.config.max_tokens + job.speculation.window + 1;
+    most.min(capacity)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A slot's loop: take the next job, run it, until the queue is closed and empty.
-fn run_worker(mut slot: Slot, engine: &Engine, shared: &Shared) {
+/// A worker's loop: admit the oldest job once its KV cache fits, run it, release the cache,
+/// until the queue is closed and empty.
+fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
+    let capacity = engine.chain.capacity();
     loop {
-        let job = {
+        let (job, positions) = {
             let mut queue = lock(&shared.queue);
             loop {
-                if let Some(job) = queue.jobs.pop_front() {
-                    shared.metrics.queue_depth.set(queue.jobs.len() as u64);
-                    break job;
-                }
-                if queue.closed {
+                if let Some(front) = queue.jobs.front() {
+                    let positions = kv_positions(front, capacity);
+                    let gone = front.events.is_closed();
+                    if gone || queue.reserved + positions <= shared.limits.kv_positions {
+                        let job = queue.jobs.pop_front();
+                        shared.metrics.queue_depth.set(queue.jobs.len() as u64);
+                        match job {
+                            // The client left while the job waited.
+                            Some(_) if gone => continue,
+                            Some(job) => {
+                                queue.reserved += positions;
+                                break (job, positions);
+                            }
+                            None => continue,
+                        }
+                    }
+                } else if queue.closed {
                     return;
                 }
-                queue = shared.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+                queue = shared
+                    .changed
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
             }
         };
-        if job.events.is_closed() {
-            // The client left while the job waited.
-            continue;
-        }
+        let reserved_bytes = engine.chain.cache_bytes_at(positions) as u64;
+        shared
+            .metrics
+            .batch
+            .kv_reserved_bytes
+            .inc_by(reserved_bytes);
         shared.metrics.in_flight.inc();
-        worker::run(&mut slot, engine, job, &shared.metrics);
+        match engine.chain.build_batched(batch, positions) {
+            Ok(mut levels) => worker::run(&mut levels, engine, job, &shared.metrics),
+            Err(error) => {
+                let _ = job.events.send(crate::job::Event::Failed(error.into()));
+            }
+        }
         shared.metrics.in_flight.dec();
+        shared
+            .metrics
+            .batch
+            .kv_reserved_bytes
+            .dec_by(reserved_bytes);
+        lock(&shared.queue).reserved -= positions;
+        shared.changed.notify_all();
     }
 }

@@ -1,28 +1,30 @@
-//! Starting the slots, binding the port, serving until a shutdown signal, and draining.
+//! Starting the scheduler and the batch engine, binding the port, serving until a shutdown signal, and draining.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, DEFAULT_KV_CONTEXTS};
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::routes::{router, AppState};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Limits, Scheduler};
 use crate::state::Engine;
 
 /// What the server reports once it listens.
 #[derive(Debug, Clone)]
 pub struct Ready {
     pub address: SocketAddr,
+    /// Requests decoded at once at most.
     pub slots: usize,
     pub queue_capacity: usize,
-    /// KV cache bytes of one slot (every level, at the context size).
-    pub slot_cache_bytes: usize,
+    /// KV positions all running requests may hold together, and their bytes (every level).
+    pub kv_positions: usize,
+    pub kv_bytes: usize,
     pub context_size: usize,
 }
 
-/// A server with its slots started and its port bound.
+/// A server with its scheduler started and its port bound.
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -30,17 +32,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Builds the slots (their KV caches), then binds `config.address`: the port opens only
-    /// once the server can answer.
+    /// Starts the scheduler, then binds `config.address`: the port opens only once the
+    /// server can answer.
     pub async fn bind(engine: Engine, config: ServerConfig) -> Result<Server, ApiError> {
         let engine = Arc::new(engine);
         let metrics = Arc::new(Metrics::default());
-        let scheduler = Scheduler::start(
-            engine.clone(),
-            config.max_concurrent,
-            config.queue_capacity,
-            metrics.clone(),
-        )?;
+        let context_size = engine.chain.capacity();
+        let limits = Limits {
+            max_concurrent: config.max_concurrent.max(1),
+            queue_capacity: config.queue_capacity,
+            kv_positions: config
+                .kv_positions
+                .unwrap_or(DEFAULT_KV_CONTEXTS * context_size),
+            batch: config.batch,
+        };
+        let scheduler = Scheduler::start(engine.clone(), limits, metrics.clone())?;
         let listener = tokio::net::TcpListener::bind(config.address)
             .await
             .map_err(|e| ApiError::internal(format!("binding {}: {e}", config.address)))?;
@@ -49,10 +55,11 @@ impl Server {
             .map_err(|e| ApiError::internal(format!("reading the bound address: {e}")))?;
         let ready = Ready {
             address,
-            slots: config.max_concurrent.max(1),
-            queue_capacity: config.queue_capacity,
-            slot_cache_bytes: metrics.slot_cache_bytes.get() as usize,
-            context_size: engine.chain.capacity(),
+            slots: limits.max_concurrent,
+            queue_capacity: limits.queue_capacity,
+            kv_positions: limits.kv_positions,
+            kv_bytes: engine.chain.cache_bytes_at(limits.kv_positions),
+            context_size,
         };
         let state = AppState {
             engine,
@@ -72,7 +79,7 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then waits for in-flight requests (streams included)
-    /// and lets the slot workers finish before returning.
+    /// and lets the workers finish before returning.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -85,7 +92,7 @@ impl Server {
             .map_err(|e| ApiError::internal(format!("serving: {e}")));
         tokio::task::spawn_blocking(move || scheduler.shutdown())
             .await
-            .map_err(|e| ApiError::internal(format!("stopping the slots: {e}")))?;
+            .map_err(|e| ApiError::internal(format!("stopping the workers: {e}")))?;
         result
     }
 }
@@ -113,7 +120,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs the server on its own runtime until SIGINT/SIGTERM, draining in-flight requests.
-/// `on_ready` sees the bound address and slot memory once the port is open.
+/// `on_ready` sees the bound address and KV budget once the port is open.
 pub fn run_until_signal(
     engine: Engine,
     config: ServerConfig,

@@ -1,8 +1,8 @@
-//! What the server loaded once and shares (the chain's recipe and weights, tokenizer, chat template), and the slots built from it, each with its own KV caches.
+//! What the server loaded once and shares: the chain's recipe and weights (every request builds its own levels, with their own KV caches, from it), the tokenizer and the chat template.
 
 use std::sync::Arc;
 
-use pipespec_decode::{ChainBuilder, Level, LevelSpec, Strategy};
+use pipespec_decode::{ChainBuilder, LevelSpec, Strategy};
 use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
 
@@ -13,20 +13,12 @@ use crate::errors::{ApiError, ErrorKind};
 pub struct Engine {
     /// The id clients name in `model`.
     pub model_id: String,
-    /// Every slot's levels come from here (with their KV capacity, `chain.capacity()`); its
-    /// compute pool is shared by all slots, so several slots never oversubscribe the cores.
+    /// Every request's levels come from here (their KV capacity at most `chain.capacity()`);
+    /// its compute pool is the batch engine's, shared by all requests.
     pub chain: ChainBuilder,
     pub tokenizer: Arc<Tokenizer>,
     /// None when the target has no chat template: chat requests are then refused.
     pub template: Option<ChatTemplate>,
-}
-
-/// A generation slot: its own levels (KV caches) over the shared weights.
-pub struct Slot {
-    pub index: usize,
-    pub levels: Vec<Box<dyn Level>>,
-    /// Bytes of the KV caches of every level of this slot.
-    pub cache_bytes: usize,
 }
 
 impl Engine {
@@ -60,15 +52,6 @@ impl Engine {
             chain,
             tokenizer,
             template,
-        })
-    }
-
-    /// A fresh slot: one session per model level, sharing the weights.
-    pub fn new_slot(&self, index: usize) -> Result<Slot, ApiError> {
-        Ok(Slot {
-            index,
-            levels: self.chain.build()?,
-            cache_bytes: self.chain.cache_bytes(),
         })
     }
 

@@ -1,4 +1,4 @@
-//! Runs one job on a slot: the strategy's token callback decodes text, applies stop sequences, times tokens and notices a client that went away.
+//! Runs one job on its levels: the strategy's token callback decodes text, applies stop sequences, times tokens and notices a client that went away.
 
 use std::time::Instant;
 
@@ -8,11 +8,13 @@ use pipespec_model::tokenizer::OwnedStreamDecoder;
 use crate::errors::ApiError;
 use crate::job::{Event, Job, Summary};
 use crate::metrics::Metrics;
-use crate::state::{Engine, Slot};
+use pipespec_decode::Level;
+
+use crate::state::Engine;
 use crate::stop::StopMatcher;
 
-/// Generates `job` on `slot`, sending its text and outcome on `job.events`.
-pub fn run(slot: &mut Slot, engine: &Engine, job: Job, metrics: &Metrics) {
+/// Generates `job` on `levels`, sending its text and outcome on `job.events`.
+pub fn run(levels: &mut [Box<dyn Level>], engine: &Engine, job: Job, metrics: &Metrics) {
     let started = Instant::now();
     let queue_s = started.duration_since(job.arrived).as_secs_f64();
     metrics.queue_wait.observe(queue_s);
@@ -24,7 +26,7 @@ pub fn run(slot: &mut Slot, engine: &Engine, job: Job, metrics: &Metrics) {
     let mut last_token: Option<Instant> = None;
     let events = &job.events;
     let result = job.strategy.generate(
-        &mut slot.levels,
+        levels,
         &job.prompt,
         &job.config,
         &job.speculation,
@@ -57,7 +59,7 @@ pub fn run(slot: &mut Slot, engine: &Engine, job: Job, metrics: &Metrics) {
                 hit_stop = true;
                 return false;
             }
-            // A closed channel means the client disconnected: cancel and free the slot.
+            // A closed channel means the client disconnected: cancel and free the KV cache.
             !events.is_closed()
         },
     );

@@ -88,8 +88,30 @@ fn from_spec(
     server
 }
 
-/// A server over the model at `path`, `capacity` positions per slot.
+/// A server over the tiny synthetic model with its settings changed by `configure`.
+pub fn synthetic_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synthetic.gguf");
+    SyntheticSpec::tiny(7).write(&path).unwrap();
+    let mut server = start_with(&path, 256, configure);
+    server._dir = Some(dir);
+    server
+}
+
+/// A server over the model at `path`, `capacity` positions per request at most.
 pub fn start(path: &Path, capacity: usize, max_concurrent: usize, queue: usize) -> TestServer {
+    start_with(path, capacity, |config| {
+        config.max_concurrent = max_concurrent;
+        config.queue_capacity = queue;
+    })
+}
+
+/// `start` with the settings `configure` gives.
+pub fn start_with(
+    path: &Path,
+    capacity: usize,
+    configure: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
     let model = Model::load(path).unwrap();
     let tokenizer = Arc::new(Tokenizer::from_gguf(model.file()).unwrap());
     let chain = ChainBuilder::new(
@@ -104,8 +126,7 @@ pub fn start(path: &Path, capacity: usize, max_concurrent: usize, queue: usize) 
         Strategy::Ar,
         pipespec_decode::DEFAULT_WINDOW,
     );
-    config.max_concurrent = max_concurrent;
-    config.queue_capacity = queue;
+    configure(&mut config);
     let (address_tx, address_rx) = std::sync::mpsc::channel();
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {

@@ -146,6 +146,11 @@ impl ChainBuilder {
             .collect()
     }
 
+    /// The pool the target computes on: a batch engine's over this chain.
+    pub fn compute_pool(&self) -> Arc<rayon::ThreadPool> {
+        self.cores.pool(self.specs.len() - 1).clone()
+    }
+
     /// Whether idle model levels lend their cores to the others (`Cores::Lending`).
     pub fn lends_cores(&self) -> bool {
         self.cores.lends()

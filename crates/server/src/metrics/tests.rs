@@ -112,7 +112,7 @@ fn every_family_keeps_its_name_type_help_and_labels() {
             (
                 "pipespec_queue_wait_seconds",
                 "histogram",
-                "Time a request waited for a slot."
+                "Time a request waited for admission."
             ),
             ("pipespec_level_drafted_tokens_total", "counter", levels),
             (
@@ -138,18 +138,38 @@ fn every_family_keeps_its_name_type_help_and_labels() {
             (
                 "pipespec_queue_depth",
                 "gauge",
-                "Requests waiting for a slot."
+                "Requests waiting for admission."
             ),
             ("pipespec_in_flight", "gauge", "Generations running."),
             (
                 "pipespec_slots",
                 "gauge",
-                "Generation slots (max concurrent)."
+                "Requests decoded at once at most (--max-concurrent)."
             ),
             (
-                "pipespec_slot_kv_cache_bytes",
+                "pipespec_kv_cache_budget_bytes",
                 "gauge",
-                "KV cache bytes of every level of one slot."
+                "KV cache bytes all running requests may hold together (every level)."
+            ),
+            (
+                "pipespec_kv_cache_reserved_bytes",
+                "gauge",
+                "KV cache bytes held by the running requests (every level)."
+            ),
+            (
+                "pipespec_batch_sequences",
+                "histogram",
+                "Sequences in one batched forward pass of one model."
+            ),
+            (
+                "pipespec_batch_tokens",
+                "histogram",
+                "Tokens (rows) fed by one batched forward pass of one model."
+            ),
+            (
+                "pipespec_batch_pass_seconds",
+                "histogram",
+                "Time of one batched forward pass of one model."
             ),
         ]
     );
