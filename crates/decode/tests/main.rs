@@ -3,6 +3,7 @@
 mod batching;
 mod chain;
 mod common;
+mod first_token;
 mod greedy;
 mod pipeline;
 mod real_model;

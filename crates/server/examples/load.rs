@@ -1,7 +1,9 @@
 //! Load test: N concurrent streaming chat clients against a running server, reporting throughput, time to first token and inter-token latency, and checking that every stream completed with its full token count.
 //!
-//! `cargo run --release -p pipespec-server --example load -- http://127.0.0.1:8080 64 64`
-//! (server URL, clients, tokens per client).
+//! `cargo run --release -p pipespec-server --example load -- http://127.0.0.1:8080 64 64 [STRATEGY]`
+//! (server URL, clients, tokens per client, and a pipespec strategy to ask for; llama-server
+//! ignores the field, so the same command measures both). Tokens are the usage the server
+//! reports, or the content chunks when it reports none.
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
@@ -15,8 +17,13 @@ struct ClientResult {
     done: bool,
 }
 
-fn run_client(url: &str, index: usize, max_tokens: usize) -> Result<ClientResult, String> {
-    let body = serde_json::json!({
+fn run_client(
+    url: &str,
+    index: usize,
+    max_tokens: usize,
+    strategy: Option<&str>,
+) -> Result<ClientResult, String> {
+    let mut body = serde_json::json!({
         "messages": [{"role": "user", "content": format!("Tell me a story about the number {index}.")}],
         "max_tokens": max_tokens,
         "temperature": 0,
@@ -24,6 +31,9 @@ fn run_client(url: &str, index: usize, max_tokens: usize) -> Result<ClientResult
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    if let Some(strategy) = strategy {
+        body["strategy"] = strategy.into();
+    }
     let start = Instant::now();
     let response = ureq::post(&format!("{url}/v1/chat/completions"))
         .timeout(Duration::from_secs(600))
@@ -36,6 +46,7 @@ fn run_client(url: &str, index: usize, max_tokens: usize) -> Result<ClientResult
         done: false,
     };
     let mut last: Option<Instant> = None;
+    let mut chunks = 0;
     for line in BufReader::new(response.into_reader()).lines() {
         let line = line.map_err(|e| format!("client {index}: {e}"))?;
         let Some(data) = line.strip_prefix("data: ") else {
@@ -49,7 +60,11 @@ fn run_client(url: &str, index: usize, max_tokens: usize) -> Result<ClientResult
         if let Some(tokens) = value["usage"]["completion_tokens"].as_u64() {
             result.completion_tokens = tokens;
         }
-        if value["choices"][0]["delta"]["content"].is_string() {
+        if value["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|text| !text.is_empty())
+        {
+            chunks += 1;
             let now = Instant::now();
             match last {
                 None => result.ttft = now - start,
@@ -57,6 +72,9 @@ fn run_client(url: &str, index: usize, max_tokens: usize) -> Result<ClientResult
             }
             last = Some(now);
         }
+    }
+    if result.completion_tokens == 0 {
+        result.completion_tokens = chunks;
     }
     Ok(result)
 }
@@ -77,12 +95,13 @@ fn main() {
         .unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let clients: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
     let max_tokens: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let strategy = args.get(4).map(String::as_str);
     let start = Instant::now();
     let results: Vec<Result<ClientResult, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|index| {
                 let url = &url;
-                scope.spawn(move || run_client(url, index, max_tokens))
+                scope.spawn(move || run_client(url, index, max_tokens, strategy))
             })
             .collect();
         handles

@@ -42,18 +42,23 @@ pub fn generate(
     let mut committed = Committed::new(config, budget, start);
     let mut prefill_s = 0.0;
     if budget > 0 {
-        for level in levels.iter_mut() {
-            level.prefill(prompt)?;
-        }
-        prefill_s = start.elapsed().as_secs_f64();
-        // The first token comes from the target's prefill row: no draft can be checked earlier.
-        // Every level's prefill counts in the time to first token (drafts need the prompt too).
+        // The first token needs only the target's prefill row: send it, then prefill the
+        // drafters (the draft levels would feed the prompt on their first draft anyway).
         let target = levels.len() - 1;
+        levels[target].prefill(prompt)?;
+        prefill_s = start.elapsed().as_secs_f64();
         let row = levels[target].logits(prompt, 1)?;
         let first = state
             .sampler
             .sample(row, &config.sampling, &mut state.target_rows);
         state.commit(&mut committed, &[first], on_token);
+        if !committed.is_done() {
+            let drafters = Instant::now();
+            for level in levels[..target].iter_mut() {
+                level.prefill(&state.sequence)?;
+            }
+            prefill_s += drafters.elapsed().as_secs_f64();
+        }
         while !committed.is_done() {
             state.round(levels, config, speculation, committed.remaining())?;
             let block = std::mem::take(&mut state.block.tokens);

@@ -16,6 +16,7 @@
 //! cost about the same for 2 rows as for 7, so fewer, fuller ones leave the drafter more time on
 //! all the cores; a target whose drafters are parked (run-ahead reached) verifies on all of them.
 
+mod gate;
 mod shared;
 mod stage;
 
@@ -29,6 +30,7 @@ use crate::strategy::chain::{prepare_chain, report};
 use crate::strategy::commit::Committed;
 use crate::strategy::StrategyOutput;
 
+use gate::{Gate, OpenOnDrop};
 use shared::{Shared, StopOnDrop};
 use stage::{Stage, StageConfig, StageStats};
 
@@ -98,8 +100,9 @@ fn run_stages(
         });
     };
     let target_index = uppers.len();
+    let gate = Gate::default();
     let (target_result, upper_results) = std::thread::scope(|scope| {
-        let shared = &shared;
+        let (shared, gate) = (&shared, &gate);
         let handles: Vec<_> = uppers
             .iter_mut()
             .enumerate()
@@ -114,18 +117,29 @@ fn run_stages(
                         config,
                         stage_seed(seed, index),
                     );
-                    let result = stage.prefill().and_then(|_| stage.run());
+                    // Prefilled once the target sent its first token: that token needs
+                    // only the target's prefill.
+                    let result = match gate.wait() {
+                        true => stage.prefill().and_then(|_| stage.run()),
+                        false => Ok(()),
+                    };
                     (result, stage.stats)
                 })
             })
             .collect();
         let target_result = {
             let _stop = StopOnDrop(shared);
+            let _open = OpenOnDrop(gate);
             let mut stage = Stage::new(target_index, target.as_mut(), shared, config, seed);
+            let mut first_sent = |token| {
+                let go_on = on_token(token);
+                gate.open(true);
+                go_on
+            };
             let result = stage.prefill().and_then(|_| {
-                // The other levels prefill at the same time on their own threads.
+                // The other levels prefill on their own threads once the first token is out.
                 *prefill_s = start.elapsed().as_secs_f64();
-                stage.run_target(committed, on_token)
+                stage.run_target(committed, &mut first_sent)
             });
             (result, stage.stats)
         };
