@@ -126,7 +126,7 @@ fn engine(config: BatchConfig) -> (BatchEngine, Arc<Mutex<Vec<StepReport>>>) {
     let engine = BatchEngine::start(
         Arc::new(threads),
         config,
-        Some(Box::new(move |step: &StepReport| {
+        Some(Box::new(move |_: &Arc<_>, step: &StepReport| {
             record.lock().unwrap().push(*step)
         })),
     )

@@ -14,6 +14,8 @@ struct ClientResult {
     ttft: Duration,
     gaps: Vec<Duration>,
     completion_tokens: u64,
+    /// The strategy the server reports it ran (`usage.pipespec.strategy`), if any.
+    strategy: Option<String>,
     done: bool,
 }
 
@@ -43,6 +45,7 @@ fn run_client(
         ttft: Duration::ZERO,
         gaps: Vec::new(),
         completion_tokens: 0,
+        strategy: None,
         done: false,
     };
     let mut last: Option<Instant> = None;
@@ -59,6 +62,9 @@ fn run_client(
         let value: Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
         if let Some(tokens) = value["usage"]["completion_tokens"].as_u64() {
             result.completion_tokens = tokens;
+        }
+        if let Some(strategy) = value["usage"]["pipespec"]["strategy"].as_str() {
+            result.strategy = Some(strategy.to_string());
         }
         if value["choices"][0]["delta"]["content"]
             .as_str()
@@ -113,6 +119,7 @@ fn main() {
     let mut ttfts = Vec::new();
     let mut gaps = Vec::new();
     let (mut tokens, mut complete, mut failures) = (0u64, 0usize, Vec::new());
+    let mut strategies = std::collections::BTreeMap::<String, usize>::new();
     for result in results {
         match result {
             Ok(r) => {
@@ -121,6 +128,9 @@ fn main() {
                     complete += 1;
                 } else {
                     failures.push(format!("done={} tokens={}", r.done, r.completion_tokens));
+                }
+                if let Some(strategy) = r.strategy {
+                    *strategies.entry(strategy).or_default() += 1;
                 }
                 ttfts.push(r.ttft);
                 gaps.extend(r.gaps);
@@ -141,6 +151,13 @@ fn main() {
         percentile(&gaps, 50.0),
         percentile(&gaps, 99.0)
     );
+    if !strategies.is_empty() {
+        let ran: Vec<String> = strategies
+            .iter()
+            .map(|(strategy, count)| format!("{strategy} {count}"))
+            .collect();
+        println!("strategies run: {}", ran.join(", "));
+    }
     for failure in &failures {
         println!("failed: {failure}");
     }

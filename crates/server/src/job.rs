@@ -12,6 +12,8 @@ pub struct Job {
     pub prompt: Vec<u32>,
     pub config: GenerationConfig,
     pub strategy: Strategy,
+    /// Whether the request named its strategy (else the batching policy may pick `ar`).
+    pub strategy_named: bool,
     pub speculation: SpeculationConfig,
     pub stop: Vec<String>,
     /// When the request arrived: latencies are measured from here.

@@ -4,6 +4,7 @@ pub mod config;
 pub mod errors;
 pub mod job;
 pub mod metrics;
+pub mod policy;
 pub mod request;
 pub mod response;
 pub mod routes;

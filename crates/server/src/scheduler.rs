@@ -11,6 +11,7 @@ use pipespec_decode::{BatchConfig, BatchEngine};
 use crate::errors::{ApiError, ErrorKind};
 use crate::job::Job;
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 use crate::state::Engine;
 use crate::worker;
 
@@ -31,6 +32,8 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// KV positions held by running requests.
     reserved: usize,
+    /// Requests running.
+    running: usize,
     closed: bool,
 }
 
@@ -39,6 +42,7 @@ struct Shared {
     changed: Condvar,
     limits: Limits,
     metrics: Arc<Metrics>,
+    policy: Arc<Policy>,
 }
 
 /// The queue, the worker threads and the batch engine they share.
@@ -55,22 +59,28 @@ impl Scheduler {
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Result<Scheduler, ApiError> {
-        let observed = metrics.clone();
+        let policy = Arc::new(Policy::new(engine.chain.specs()));
+        let (observed, calibrated) = (metrics.clone(), policy.clone());
         let batch = BatchEngine::start(
             engine.chain.compute_pool(),
             limits.batch,
-            Some(Box::new(move |step| observed.batch.record_step(step))),
+            Some(Box::new(move |model, step| {
+                observed.batch.record_step(step);
+                calibrated.observe_pass(model, step);
+            })),
         )?;
         let batch = Arc::new(batch);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
                 reserved: 0,
+                running: 0,
                 closed: false,
             }),
             changed: Condvar::new(),
             limits,
             metrics: metrics.clone(),
+            policy,
         });
         metrics.slots.set(limits.max_concurrent as u64);
         metrics
@@ -168,7 +178,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
     let capacity = engine.chain.capacity();
     loop {
-        let (job, positions) = {
+        let (mut job, positions, sequences) = {
             let mut queue = lock(&shared.queue);
             loop {
                 if let Some(front) = queue.jobs.front() {
@@ -182,7 +192,8 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
                             Some(_) if gone => continue,
                             Some(job) => {
                                 queue.reserved += positions;
-                                break (job, positions);
+                                queue.running += 1;
+                                break (job, positions, queue.running);
                             }
                             None => continue,
                         }
@@ -203,8 +214,16 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
             .kv_reserved_bytes
             .inc_by(reserved_bytes);
         shared.metrics.in_flight.inc();
+        job.strategy = shared.policy.choose(
+            job.strategy,
+            job.strategy_named,
+            job.speculation.window,
+            sequences,
+        );
         match engine.chain.build_batched(batch, positions) {
-            Ok(mut levels) => worker::run(&mut levels, engine, job, &shared.metrics),
+            Ok(mut levels) => {
+                worker::run(&mut levels, engine, job, &shared.metrics, &shared.policy)
+            }
             Err(error) => {
                 let _ = job.events.send(crate::job::Event::Failed(error.into()));
             }
@@ -215,7 +234,10 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
             .batch
             .kv_reserved_bytes
             .dec_by(reserved_bytes);
-        lock(&shared.queue).reserved -= positions;
+        let mut queue = lock(&shared.queue);
+        queue.reserved -= positions;
+        queue.running -= 1;
+        drop(queue);
         shared.changed.notify_all();
     }
 }

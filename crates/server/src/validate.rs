@@ -17,6 +17,8 @@ pub struct Params {
     pub seed: u64,
     pub stop: Vec<String>,
     pub strategy: Strategy,
+    /// Whether the request named its strategy (else the batching policy may pick `ar`).
+    pub strategy_named: bool,
     pub speculation: SpeculationConfig,
     pub stream: bool,
     pub include_usage: bool,
@@ -126,6 +128,7 @@ pub fn params(
         seed,
         stop: stop_sequences(request.stop.as_ref())?,
         strategy,
+        strategy_named: request.strategy.is_some(),
         speculation,
         stream: request.stream.unwrap_or(false),
         include_usage: request

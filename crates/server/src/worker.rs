@@ -8,13 +8,20 @@ use pipespec_model::tokenizer::OwnedStreamDecoder;
 use crate::errors::ApiError;
 use crate::job::{Event, Job, Summary};
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 use pipespec_decode::Level;
 
 use crate::state::Engine;
 use crate::stop::StopMatcher;
 
 /// Generates `job` on `levels`, sending its text and outcome on `job.events`.
-pub fn run(levels: &mut [Box<dyn Level>], engine: &Engine, job: Job, metrics: &Metrics) {
+pub fn run(
+    levels: &mut [Box<dyn Level>],
+    engine: &Engine,
+    job: Job,
+    metrics: &Metrics,
+    policy: &Policy,
+) {
     let started = Instant::now();
     let queue_s = started.duration_since(job.arrived).as_secs_f64();
     metrics.queue_wait.observe(queue_s);
@@ -89,6 +96,7 @@ pub fn run(levels: &mut [Box<dyn Level>], engine: &Engine, job: Job, metrics: &M
     };
     let wall_s = job.arrived.elapsed().as_secs_f64();
     metrics.request_duration.observe(wall_s);
+    policy.observe_generation(job.strategy, &output.levels);
     metrics.record_generation(
         finish_reason,
         generation.prompt_tokens,

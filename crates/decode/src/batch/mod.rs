@@ -9,13 +9,14 @@
 //! prompt never stalls the others.
 
 mod client;
+pub mod policy;
 mod step;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pipespec_model::Session;
+use pipespec_model::{Model, Session};
 
 use crate::error::{DecodeError, Result};
 
@@ -56,8 +57,8 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
-/// Called after every batched pass.
-pub type StepObserver = Box<dyn Fn(&StepReport) + Send + Sync>;
+/// Called after every batched pass, with the model it ran.
+pub type StepObserver = Box<dyn Fn(&Arc<Model>, &StepReport) + Send + Sync>;
 
 /// A request's pass as the engine holds it until it is answered.
 pub(crate) struct Pass {

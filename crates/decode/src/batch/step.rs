@@ -86,7 +86,7 @@ fn step(shared: &Shared, batch: &mut Batch, running: &mut Vec<Running>) {
     let mut finished: Vec<(usize, Result<()>)> = Vec::new();
     for model in &models {
         let plan = plan(running, model, shared.config.step_tokens);
-        finished.extend(run_plan(shared, batch, running, &plan));
+        finished.extend(run_plan(shared, batch, running, model, &plan));
     }
     finished.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
     for (index, outcome) in finished {
@@ -139,6 +139,7 @@ fn run_plan(
     shared: &Shared,
     batch: &mut Batch,
     running: &mut [Running],
+    model: &Arc<Model>,
     plan: &[(usize, usize)],
 ) -> Vec<(usize, Result<()>)> {
     if plan.is_empty() {
@@ -162,11 +163,14 @@ fn run_plan(
     let outcomes = batch.forward(&shared.pool, &mut items);
     drop(items);
     if let Some(observer) = &shared.observer {
-        observer(&StepReport {
-            sequences: plan.len(),
-            rows: plan.iter().map(|(_, rows)| rows).sum(),
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        observer(
+            model,
+            &StepReport {
+                sequences: plan.len(),
+                rows: plan.iter().map(|(_, rows)| rows).sum(),
+                seconds: started.elapsed().as_secs_f64(),
+            },
+        );
     }
     let outcomes = match outcomes {
         Ok(outcomes) => outcomes,

@@ -67,6 +67,7 @@ pub async fn generate(
             ignore_eos: params.ignore_eos,
         },
         strategy: params.strategy,
+        strategy_named: params.strategy_named,
         speculation: params.speculation,
         stop: params.stop,
         arrived,
