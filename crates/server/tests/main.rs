@@ -6,5 +6,6 @@ mod common;
 mod concurrency;
 mod errors;
 mod openai_client;
+mod policy;
 mod real_model;
 mod wire;

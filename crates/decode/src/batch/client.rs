@@ -1,31 +1,22 @@
 //! A level's side of the batch engine: its session travels to the engine for each pass and
 //! comes back with the logits.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
 use pipespec_model::{Model, Session};
 
-use super::{Membership, Pass, Reply};
+use super::{Membership, Pass};
 use crate::error::{DecodeError, Result};
 
-/// What a level needs to send passes to the engine: its chain's membership and a channel of
-/// its own for the answers.
+/// What a level needs to send passes to the engine: its chain's membership.
 pub(crate) struct BatchClient {
     membership: Arc<Membership>,
-    replies: Sender<Reply>,
-    answers: Receiver<Reply>,
 }
 
 impl BatchClient {
     pub(crate) fn new(membership: Arc<Membership>) -> BatchClient {
-        let (replies, answers) = channel();
-        BatchClient {
-            membership,
-            replies,
-            answers,
-        }
+        BatchClient { membership }
     }
 }
 
@@ -67,9 +58,7 @@ impl BatchedSession {
         head_rows: usize,
     ) -> Result<&[f32]> {
         let session = self.session.take().ok_or_else(|| {
-            DecodeError::Batch(
-                "this level's KV cache was lost when the batch engine stopped".into(),
-            )
+            DecodeError::Batch("this level's KV cache was lost in a failed batched pass".into())
         })?;
         let pass = Pass {
             session,
@@ -77,18 +66,16 @@ impl BatchedSession {
             start,
             head_rows,
             logits: std::mem::take(&mut self.logits),
-            reply: self.client.replies.clone(),
+            id: 0,
             arrived: Instant::now(),
         };
-        if let Err(pass) = self.client.membership.submit(pass) {
-            self.session = Some(pass.session);
-            return Err(DecodeError::Batch("the batch engine has stopped".into()));
-        }
-        let reply = self
-            .client
-            .answers
-            .recv()
-            .map_err(|_| DecodeError::Batch("the batch engine stopped during a pass".into()))?;
+        let reply = match self.client.membership.run(pass) {
+            Ok(reply) => reply,
+            Err(pass) => {
+                self.session = Some(pass.session);
+                return Err(DecodeError::Batch("the batch engine has stopped".into()));
+            }
+        };
         self.session = Some(reply.session);
         self.logits = reply.logits;
         reply.outcome?;

@@ -1,22 +1,24 @@
-//! One engine loop per loaded chain: the forward passes of every running request are gathered
+//! One engine per loaded chain: the forward passes of every running request are gathered
 //! into steps, one batched pass per model, so many sequences share each read of the weights.
 //!
 //! A request's levels (`ChainBuilder::build_batched`) hand their session to the engine for each
 //! pass and block until it comes back with the logits, so strategies run unchanged, each on its
 //! own thread, and stay exact: the batched pass gives every sequence the logits it would get
-//! alone. The engine runs a step once every member chain has a pass waiting (or `max_wait`
-//! passed); prompts longer than the step's room are fed in chunks over several steps, so a long
-//! prompt never stalls the others.
+//! alone. A step runs once every member chain has a pass waiting (or `max_wait` passed), on the
+//! thread of one of the waiting requests (the leader: no hand-off to an engine thread, so one
+//! stream decodes as fast as without batching); prompts longer than the step's room are fed in
+//! chunks over several steps, so a long prompt never stalls the others.
 
 mod client;
+mod leader;
 pub mod policy;
 mod step;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pipespec_model::{Model, Session};
+use pipespec_model::{Batch, Model, Session};
 
 use crate::error::{DecodeError, Result};
 
@@ -54,6 +56,8 @@ pub struct StepReport {
     pub sequences: usize,
     /// Rows (tokens) fed, every sequence's together.
     pub rows: usize,
+    /// Rows of the sequence that fed the most.
+    pub longest: usize,
     pub seconds: f64,
 }
 
@@ -68,7 +72,8 @@ pub(crate) struct Pass {
     pub head_rows: usize,
     /// Filled with the head rows' logits.
     pub logits: Vec<f32>,
-    pub reply: std::sync::mpsc::Sender<Reply>,
+    /// Names the pass's reply.
+    pub id: u64,
     pub arrived: Instant,
 }
 
@@ -79,29 +84,42 @@ pub(crate) struct Reply {
     pub outcome: Result<()>,
 }
 
+#[derive(Default)]
 struct State {
     /// Member chains: a step waits for a pass from each (up to `max_wait`).
     members: usize,
+    /// Passes no step has taken yet.
     pending: Vec<Pass>,
+    /// Passes partly fed (prompt chunks), between steps.
+    running: Vec<step::Running>,
+    /// Answered passes, by id, until their owners take them.
+    replies: HashMap<u64, Reply>,
+    /// Whether a leader is running a step.
+    stepping: bool,
+    /// When the last step ended, if it left passes running.
+    ready_since: Option<Instant>,
+    next_id: u64,
     stopped: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// Signalled when a pass arrives, a step ends or a member leaves.
     wake: Condvar,
     config: BatchConfig,
     pool: Arc<rayon::ThreadPool>,
     observer: Option<StepObserver>,
+    /// The buffers of the batched passes, used by one leader at a time.
+    batch: Mutex<Batch>,
 }
 
-/// The engine loop of one chain's models, on its own thread, computing on `pool`.
+/// The batch engine of one chain's models, computing on `pool`.
 pub struct BatchEngine {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl BatchEngine {
-    /// Starts the loop; `observer` hears of every batched pass.
+    /// An engine whose `observer` hears of every batched pass.
     pub fn start(
         pool: Arc<rayon::ThreadPool>,
         config: BatchConfig,
@@ -115,25 +133,14 @@ impl BatchEngine {
             });
         }
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                members: 0,
-                pending: Vec::new(),
-                stopped: false,
-            }),
+            state: Mutex::new(State::default()),
             wake: Condvar::new(),
             config,
             pool,
             observer,
+            batch: Mutex::new(Batch::new()),
         });
-        let looping = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("pipespec-batch".into())
-            .spawn(move || step::run_loop(&looping))
-            .map_err(|e| DecodeError::Batch(format!("starting the batch engine: {e}")))?;
-        Ok(BatchEngine {
-            shared,
-            thread: Some(thread),
-        })
+        Ok(BatchEngine { shared })
     }
 
     /// A new member (one chain's levels): the engine waits for its passes while it lives.
@@ -151,13 +158,10 @@ impl BatchEngine {
 }
 
 impl Drop for BatchEngine {
-    /// Refuses new passes, finishes the pending ones and joins the loop.
+    /// Refuses new passes; those already in run to their end (their owners lead the steps).
     fn drop(&mut self) {
         lock(&self.shared.state).stopped = true;
         self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -167,16 +171,10 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
-    /// Queues a pass for the next step.
-    fn submit(&self, pass: Pass) -> std::result::Result<(), Pass> {
-        let mut state = lock(&self.shared.state);
-        if state.stopped {
-            return Err(pass);
-        }
-        state.pending.push(pass);
-        drop(state);
-        self.shared.wake.notify_all();
-        Ok(())
+    /// Runs `pass` in a step (leading one when it is this thread's turn) and returns its
+    /// answer; gives the pass back when the engine has stopped.
+    fn run(&self, pass: Pass) -> std::result::Result<Reply, Box<Pass>> {
+        leader::run(&self.shared, pass)
     }
 }
 
@@ -189,6 +187,6 @@ impl Drop for Membership {
     }
 }
 
-fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,13 +1,12 @@
-//! The engine's loop: wait until every member has a pass pending (or `max_wait` passed), then
-//! run a step (one batched pass per model, decode and verification rows whole, prompts in
-//! chunks) and answer the passes it finished.
+//! A step: one batched pass per model over the running passes (decode and verification rows
+//! whole, prompts in chunks); the passes it finishes are answered.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use pipespec_model::{Batch, BatchItem, Model};
 
-use super::{lock, Pass, Reply, Shared, StepReport};
+use super::{Pass, Reply, Shared, StepReport};
 use crate::error::{DecodeError, Result};
 
 /// The smallest prompt chunk worth a place in a step; the oldest prompt gets at least this
@@ -15,12 +14,16 @@ use crate::error::{DecodeError, Result};
 const MIN_CHUNK: usize = 32;
 
 /// A pass the engine holds, with how many of its tokens earlier steps fed.
-struct Running {
+pub(super) struct Running {
     pass: Pass,
     done: usize,
 }
 
 impl Running {
+    pub(super) fn new(pass: Pass) -> Running {
+        Running { pass, done: 0 }
+    }
+
     fn left(&self) -> usize {
         self.pass.tokens.len() - self.done
     }
@@ -29,53 +32,38 @@ impl Running {
     fn chunked(&self) -> bool {
         self.left() > self.pass.head_rows + MIN_CHUNK
     }
-}
 
-/// Runs until the engine is stopped and nothing is left to answer.
-pub(super) fn run_loop(shared: &Shared) {
-    let mut batch = Batch::new();
-    let mut running: Vec<Running> = Vec::new();
-    // When the engine became ready for its next step while passes were still running.
-    let mut ready_since: Option<Instant> = None;
-    loop {
-        {
-            let mut state = lock(&shared.state);
-            loop {
-                let waiting = state.pending.len() + running.len();
-                if waiting == 0 {
-                    if state.stopped {
-                        return;
-                    }
-                    state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
-                    continue;
-                }
-                let since = ready_since
-                    .or_else(|| state.pending.iter().map(|pass| pass.arrived).min())
-                    .unwrap_or_else(Instant::now);
-                let waited = since.elapsed();
-                if waiting >= state.members || state.stopped || waited >= shared.config.max_wait {
-                    break;
-                }
-                let rest = shared.config.max_wait - waited;
-                state = match shared.wake.wait_timeout(state, rest) {
-                    Ok((state, _)) => state,
-                    Err(poisoned) => poisoned.into_inner().0,
-                };
-            }
-            running.extend(
-                state
-                    .pending
-                    .drain(..)
-                    .map(|pass| Running { pass, done: 0 }),
-            );
-        }
-        step(shared, &mut batch, &mut running);
-        ready_since = (!running.is_empty()).then(Instant::now);
+    /// The answer of a pass that ended with `outcome`: (its id, the reply).
+    fn answer(self, outcome: Result<()>) -> (u64, Reply) {
+        let Pass {
+            id,
+            session,
+            logits,
+            ..
+        } = self.pass;
+        (
+            id,
+            Reply {
+                session,
+                logits,
+                outcome,
+            },
+        )
+    }
+
+    /// The answer of a pass that failed with `error`.
+    pub(super) fn fail(self, error: DecodeError) -> (u64, Reply) {
+        self.answer(Err(error))
     }
 }
 
-/// One pass per model over the running passes, oldest model first; answers those finished.
-fn step(shared: &Shared, batch: &mut Batch, running: &mut Vec<Running>) {
+/// One pass per model over the running passes, oldest model first; returns the answers of
+/// those it finished and leaves the rest in `running`.
+pub(super) fn step(
+    shared: &Shared,
+    batch: &mut Batch,
+    running: &mut Vec<Running>,
+) -> Vec<(u64, Reply)> {
     let mut models: Vec<Arc<Model>> = Vec::new();
     for r in running.iter() {
         let model = r.pass.session.model();
@@ -89,14 +77,10 @@ fn step(shared: &Shared, batch: &mut Batch, running: &mut Vec<Running>) {
         finished.extend(run_plan(shared, batch, running, model, &plan));
     }
     finished.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
-    for (index, outcome) in finished {
-        let Running { pass, .. } = running.remove(index);
-        let _ = pass.reply.send(Reply {
-            session: pass.session,
-            logits: pass.logits,
-            outcome,
-        });
-    }
+    finished
+        .into_iter()
+        .map(|(index, outcome)| running.remove(index).answer(outcome))
+        .collect()
 }
 
 /// Which passes of `model` this step feeds, and how many tokens of each: (index, tokens),
@@ -168,6 +152,7 @@ fn run_plan(
             &StepReport {
                 sequences: plan.len(),
                 rows: plan.iter().map(|(_, rows)| rows).sum(),
+                longest: plan.iter().map(|&(_, rows)| rows).max().unwrap_or(0),
                 seconds: started.elapsed().as_secs_f64(),
             },
         );
