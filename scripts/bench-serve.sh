@@ -5,7 +5,8 @@
 #   MODEL      the target (default: the default model); THREADS (2); TOKENS (64); ROUNDS (2)
 #   CHAIN      pipespec's --chain instead of --model (e.g. draft.gguf,target.gguf)
 #   STRATEGY   pipespec's --strategy (default ar); ASK sets the strategy each request names
-#   SKIP_LLAMA=1 runs pipespec only. llama-server is built by ../shared/tools/llamacpp-anchor.sh.
+#   WARMUP=1 runs the load once unmeasured first (so the batching policy has measured passes
+#   and acceptance); SKIP_LLAMA=1 runs pipespec only. llama-server is built by ../shared/tools/llamacpp-anchor.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 streams=("$@")
@@ -30,6 +31,7 @@ wait_up() {
 
 run_load() { # ENGINE N
   local out
+  [ -n "${WARMUP:-}" ] && "$load" "http://127.0.0.1:$port" "$2" "$tokens" ${ASK:-} >/dev/null
   out=$("$load" "http://127.0.0.1:$port" "$2" "$tokens" ${ASK:-} | tr '\n' ' ')
   printf "%-10s %3s streams | %s\n" "$1" "$2" "$out"
 }

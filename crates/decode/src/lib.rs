@@ -23,7 +23,7 @@ pub use metrics::{LevelMetrics, LevelReport};
 pub use ngram::NgramLevel;
 pub use sampling::{Sampler, SamplingParams};
 pub use speculation::{
-    default_run_ahead, DelayHook, SpeculationConfig, DEFAULT_RUN_AHEAD, DEFAULT_WINDOW,
+    default_run_ahead, DelayHook, SpeculationConfig, WindowHook, DEFAULT_RUN_AHEAD, DEFAULT_WINDOW,
 };
 pub use strategy::{Strategy, StrategyOutput};
 pub use verify::{verify_greedy, verify_sampling, Verdict};

@@ -42,12 +42,17 @@ pub const MAX_RUN_AHEAD: usize = 1024;
 /// exercise many interleavings.
 pub type DelayHook = fn(level: usize, step: usize) -> std::time::Duration;
 
+/// Decides each round's window (`staged`, `sd`, `lookup`) from the configured one: 0 makes the
+/// round a single target step, as `ar` takes. Greedy output is the same whatever it returns;
+/// a sampled text, exact in distribution either way, follows its rounds' windows.
+pub type WindowHook = std::sync::Arc<dyn Fn(usize) -> usize + Send + Sync>;
+
 /// A speculative-sampling verifier; tests swap in a wrong one to prove their power.
 pub type SamplingVerifier =
     fn(&[u32], Option<&[f32]>, &[f32], usize, &mut Sampler, &mut Vec<f32>) -> Verdict;
 
 /// How speculation runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct SpeculationConfig {
     /// Tokens each level drafts past the committed output per round.
     pub window: usize,
@@ -59,6 +64,20 @@ pub struct SpeculationConfig {
     pub fill_window: bool,
     /// `pipespec`, tests only: a pause before each forward pass of each level.
     pub delay: Option<DelayHook>,
+    /// The synchronous strategies' per-round window (the batching policy); None: `window`.
+    pub window_hook: Option<WindowHook>,
+}
+
+impl std::fmt::Debug for SpeculationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeculationConfig")
+            .field("window", &self.window)
+            .field("run_ahead", &self.run_ahead)
+            .field("fill_window", &self.fill_window)
+            .field("delay", &self.delay.is_some())
+            .field("window_hook", &self.window_hook.is_some())
+            .finish()
+    }
 }
 
 impl Default for SpeculationConfig {
@@ -69,6 +88,7 @@ impl Default for SpeculationConfig {
             run_ahead: DEFAULT_RUN_AHEAD,
             fill_window: false,
             delay: None,
+            window_hook: None,
         }
     }
 }
@@ -78,6 +98,14 @@ impl SpeculationConfig {
         SpeculationConfig {
             window,
             ..Default::default()
+        }
+    }
+
+    /// This round's window: the hook's choice (never above `window`), else `window`.
+    pub fn round_window(&self) -> usize {
+        match &self.window_hook {
+            Some(hook) => hook(self.window).min(self.window),
+            None => self.window,
         }
     }
 

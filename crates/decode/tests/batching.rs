@@ -2,15 +2,16 @@
 //! batch engine's steps, each give exactly their solo output (greedy and seeded sampling);
 //! cancelled ones leave and the rest go on; chunked prompts change nothing.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::GgmlDType;
 use pipespec_decode::{
     BatchConfig, BatchEngine, ChainBuilder, Cores, FinishReason, GenerationConfig, LevelSpec,
-    SamplingParams, SpeculationConfig, StepReport, Strategy,
+    SamplingParams, SpeculationConfig, StepReport, Strategy, WindowHook,
 };
 
-use crate::common::{chain, config, pool, random_tokens, spec, Models, CAPACITY};
+use crate::common::{chain, config, pool, random_tokens, reference, spec, Models, CAPACITY};
 
 const STRATEGIES: [Strategy; 5] = [
     Strategy::Ar,
@@ -163,6 +164,58 @@ fn concurrent_mixed_requests_give_their_solo_outputs() {
     let steps = steps.lock().unwrap();
     let widest = steps.iter().map(|step| step.sequences).max().unwrap_or(0);
     assert!(widest >= 8, "the widest step held {widest} sequences");
+}
+
+#[test]
+fn a_window_chosen_per_round_changes_no_greedy_output() {
+    let mut models = Models::new();
+    let specs = specs(&mut models);
+    let target = match specs.last() {
+        Some(LevelSpec::Model { model, .. }) => model.clone(),
+        _ => unreachable!(),
+    };
+    for (i, strategy) in [Strategy::Sd, Strategy::Staged, Strategy::Lookup]
+        .into_iter()
+        .enumerate()
+    {
+        for seed in 0..4u64 {
+            let prompt = random_tokens(seed + 10 * i as u64, 12 + 5 * seed as usize, 128);
+            let generation = config(30, SamplingParams::greedy(), seed, Vec::new());
+            let rounds = Arc::new(AtomicUsize::new(0));
+            let counted = rounds.clone();
+            // every third round a single target step, the others a window of 1 to 4
+            let hook: WindowHook = Arc::new(move |window| {
+                let round = counted.fetch_add(1, Ordering::Relaxed);
+                if round % 3 == 2 {
+                    0
+                } else {
+                    1 + round % window
+                }
+            });
+            let speculation = SpeculationConfig {
+                window_hook: Some(hook),
+                ..SpeculationConfig::with_window(4)
+            };
+            let output = strategy
+                .generate(
+                    &mut chain(&specs),
+                    &prompt,
+                    &generation,
+                    &speculation,
+                    &mut |_| true,
+                )
+                .unwrap();
+            let expected = reference(&target, &prompt, &generation);
+            assert_eq!(
+                output.generation.tokens, expected.tokens,
+                "{strategy}, seed {seed}"
+            );
+            assert!(
+                rounds.load(Ordering::Relaxed) >= 3,
+                "{strategy}: the hook was not asked"
+            );
+        }
+    }
 }
 
 #[test]

@@ -12,8 +12,8 @@ pub struct Job {
     pub prompt: Vec<u32>,
     pub config: GenerationConfig,
     pub strategy: Strategy,
-    /// Whether the request named its strategy (else the batching policy may pick `ar`).
-    pub strategy_named: bool,
+    /// Whether the batching policy may pick the strategy and window (see `validate::Params`).
+    pub policy_may_choose: bool,
     pub speculation: SpeculationConfig,
     pub stop: Vec<String>,
     /// When the request arrived: latencies are measured from here.

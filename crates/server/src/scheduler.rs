@@ -3,6 +3,7 @@
 //! passes join the batch engine's steps, so every running request shares each forward pass.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -11,7 +12,7 @@ use pipespec_decode::{BatchConfig, BatchEngine};
 use crate::errors::{ApiError, ErrorKind};
 use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::policy::Policy;
+use crate::policy::{BatchSize, Policy};
 use crate::state::Engine;
 use crate::worker;
 
@@ -43,6 +44,8 @@ struct Shared {
     limits: Limits,
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
+    /// `Queue::running`, readable without the lock (the policy asks every round).
+    running: AtomicUsize,
 }
 
 /// The queue, the worker threads and the batch engine they share.
@@ -81,6 +84,7 @@ impl Scheduler {
             limits,
             metrics: metrics.clone(),
             policy,
+            running: AtomicUsize::new(0),
         });
         metrics.slots.set(limits.max_concurrent as u64);
         metrics
@@ -175,8 +179,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A worker's loop: admit the oldest job once its KV cache fits, run it, release the cache,
 /// until the queue is closed and empty.
-fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
+fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Arc<Shared>) {
     let capacity = engine.chain.capacity();
+    let load = shared.clone();
+    let batch_size: BatchSize = Arc::new(move || {
+        let waiting = load.metrics.queue_depth.get() as usize;
+        (load.running.load(Ordering::Relaxed) + waiting).min(load.limits.max_concurrent)
+    });
     loop {
         let (mut job, positions, sequences) = {
             let mut queue = lock(&shared.queue);
@@ -193,7 +202,12 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
                             Some(job) => {
                                 queue.reserved += positions;
                                 queue.running += 1;
-                                break (job, positions, queue.running);
+                                shared.running.store(queue.running, Ordering::Relaxed);
+                                // the batch this request will decode in: those running and
+                                // those about to join them
+                                let sequences = (queue.running + queue.jobs.len())
+                                    .min(shared.limits.max_concurrent);
+                                break (job, positions, sequences);
                             }
                             None => continue,
                         }
@@ -214,11 +228,11 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
             .kv_reserved_bytes
             .inc_by(reserved_bytes);
         shared.metrics.in_flight.inc();
-        job.strategy = shared.policy.choose(
-            job.strategy,
-            job.strategy_named,
-            job.speculation.window,
+        shared.policy.fit_job(
+            &mut job,
             sequences,
+            batch_size.clone(),
+            shared.metrics.clone(),
         );
         match engine.chain.build_batched(batch, positions) {
             Ok(mut levels) => {
@@ -237,6 +251,7 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Shared) {
         let mut queue = lock(&shared.queue);
         queue.reserved -= positions;
         queue.running -= 1;
+        shared.running.store(queue.running, Ordering::Relaxed);
         drop(queue);
         shared.changed.notify_all();
     }

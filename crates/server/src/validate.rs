@@ -17,8 +17,10 @@ pub struct Params {
     pub seed: u64,
     pub stop: Vec<String>,
     pub strategy: Strategy,
-    /// Whether the request named its strategy (else the batching policy may pick `ar`).
-    pub strategy_named: bool,
+    /// Whether the batching policy may pick the strategy and window: the request named no
+    /// strategy, and its text does not depend on that choice (greedy) or it gave no seed to
+    /// reproduce (a seeded sampled text follows its strategy's draws).
+    pub policy_may_choose: bool,
     pub speculation: SpeculationConfig,
     pub stream: bool,
     pub include_usage: bool,
@@ -128,7 +130,8 @@ pub fn params(
         seed,
         stop: stop_sequences(request.stop.as_ref())?,
         strategy,
-        strategy_named: request.strategy.is_some(),
+        policy_may_choose: request.strategy.is_none()
+            && (sampling.is_greedy() || request.seed.is_none()),
         speculation,
         stream: request.stream.unwrap_or(false),
         include_usage: request

@@ -4,7 +4,8 @@
 //! A request's levels (`ChainBuilder::build_batched`) hand their session to the engine for each
 //! pass and block until it comes back with the logits, so strategies run unchanged, each on its
 //! own thread, and stay exact: the batched pass gives every sequence the logits it would get
-//! alone. A step runs once every member chain has a pass waiting (or `max_wait` passed), on the
+//! alone. A step runs once every member chain has a pass waiting (or no pass arrived for
+//! `quiet`: the missing members are busy elsewhere), on the
 //! thread of one of the waiting requests (the leader: no hand-off to an engine thread, so one
 //! stream decodes as fast as without batching); prompts longer than the step's room are fed in
 //! chunks over several steps, so a long prompt never stalls the others.
@@ -27,8 +28,11 @@ pub(crate) use client::{BatchClient, BatchedSession};
 /// Rows of one model's pass a step aims at, prompt chunks filling what decoding leaves.
 pub const DEFAULT_STEP_TOKENS: usize = 128;
 
-/// How long a step waits for members that have not sent their pass yet.
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(3);
+/// How long a step waits after the last arrival for members that have not sent their pass yet.
+pub const DEFAULT_QUIET: Duration = Duration::from_millis(2);
+
+/// The longest a step waits for missing members, however steadily passes arrive.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_millis(20);
 
 /// How the engine forms its steps.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +40,9 @@ pub struct BatchConfig {
     /// Rows per model per step that prompt chunks may fill up to (decode and verification rows
     /// always run whole; the oldest prompt gets a chunk of at least `MIN_CHUNK` each step).
     pub step_tokens: usize,
-    /// The longest a step waits for every member to have a pass pending.
+    /// A step stops waiting for missing members once no pass arrived for this long...
+    pub quiet: Duration,
+    /// ...or once it waited this long in all.
     pub max_wait: Duration,
 }
 
@@ -44,6 +50,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             step_tokens: DEFAULT_STEP_TOKENS,
+            quiet: DEFAULT_QUIET,
             max_wait: DEFAULT_MAX_WAIT,
         }
     }
@@ -59,6 +66,9 @@ pub struct StepReport {
     /// Rows of the sequence that fed the most.
     pub longest: usize,
     pub seconds: f64,
+    /// Seconds since the previous step ended (its members coming back), when that was no
+    /// longer than `BatchConfig::max_wait`: the overhead of a step beyond its pass.
+    pub gap_seconds: Option<f64>,
 }
 
 /// Called after every batched pass, with the model it ran.
@@ -86,7 +96,7 @@ pub(crate) struct Reply {
 
 #[derive(Default)]
 struct State {
-    /// Member chains: a step waits for a pass from each (up to `max_wait`).
+    /// Member chains: a step waits for a pass from each (see `BatchConfig::quiet`).
     members: usize,
     /// Passes no step has taken yet.
     pending: Vec<Pass>,
@@ -96,8 +106,10 @@ struct State {
     replies: HashMap<u64, Reply>,
     /// Whether a leader is running a step.
     stepping: bool,
-    /// When the last step ended, if it left passes running.
+    /// When the last step ended.
     ready_since: Option<Instant>,
+    /// When the last pass arrived.
+    last_arrival: Option<Instant>,
     next_id: u64,
     stopped: bool,
 }

@@ -1,5 +1,12 @@
-//! A step: one batched pass per model over the running passes (decode and verification rows
-//! whole, prompts in chunks); the passes it finishes are answered.
+//! A step: one batched pass of one model over its running passes (decode and verification
+//! rows whole, prompts in chunks); the passes it finishes are answered.
+//!
+//! The model is the one most sequences wait on, the smaller on a tie, so requests that
+//! speculate fall into phase: they draft together and verify together, and the target's
+//! weights are read once per round for all of them rather than at every draft step (a pass
+//! costs about as much for a few rows as for one), while a batch mostly decoding with the
+//! target alone is not held up by a few drafting requests. A pass that waited `MAX_SKIPS`
+//! steps forces its model's turn.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,15 +20,30 @@ use crate::error::{DecodeError, Result};
 /// many rows every step, so decoding many sequences never starves a prefill.
 const MIN_CHUNK: usize = 32;
 
+/// Steps a pass may wait while other models run before its model's turn is forced: long
+/// enough for drafting requests to finish their windows (the default window is 6) and verify
+/// with the others.
+const MAX_SKIPS: usize = 8;
+
 /// A pass the engine holds, with how many of its tokens earlier steps fed.
 pub(super) struct Running {
     pass: Pass,
     done: usize,
+    /// Steps that ran another model while this pass waited.
+    skipped: usize,
 }
 
 impl Running {
     pub(super) fn new(pass: Pass) -> Running {
-        Running { pass, done: 0 }
+        Running {
+            pass,
+            done: 0,
+            skipped: 0,
+        }
+    }
+
+    fn model(&self) -> &Arc<Model> {
+        self.pass.session.model()
     }
 
     fn left(&self) -> usize {
@@ -57,30 +79,55 @@ impl Running {
     }
 }
 
-/// One pass per model over the running passes, oldest model first; returns the answers of
-/// those it finished and leaves the rest in `running`.
+/// One batched pass of the model `pick_model` names; returns the answers of the passes it
+/// finished and leaves the rest in `running`.
 pub(super) fn step(
     shared: &Shared,
     batch: &mut Batch,
     running: &mut Vec<Running>,
+    gap_seconds: Option<f64>,
 ) -> Vec<(u64, Reply)> {
-    let mut models: Vec<Arc<Model>> = Vec::new();
-    for r in running.iter() {
-        let model = r.pass.session.model();
-        if !models.iter().any(|m| Arc::ptr_eq(m, model)) {
-            models.push(model.clone());
+    let Some(model) = pick_model(running) else {
+        return Vec::new();
+    };
+    let plan = plan(running, &model, shared.config.step_tokens);
+    let mut planned = plan.iter().map(|&(index, _)| index).peekable();
+    for (index, r) in running.iter_mut().enumerate() {
+        if planned.next_if_eq(&index).is_none() {
+            r.skipped += 1;
+        } else {
+            r.skipped = 0;
         }
     }
-    let mut finished: Vec<(usize, Result<()>)> = Vec::new();
-    for model in &models {
-        let plan = plan(running, model, shared.config.step_tokens);
-        finished.extend(run_plan(shared, batch, running, model, &plan));
-    }
+    let mut finished = run_plan(shared, batch, running, &model, &plan, gap_seconds);
     finished.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
     finished
         .into_iter()
         .map(|(index, outcome)| running.remove(index).answer(outcome))
         .collect()
+}
+
+/// The model of the pass that waited `MAX_SKIPS` steps or more (the longest), else the model
+/// most passes wait on, the smallest (in weight bytes) of those tied.
+fn pick_model(running: &[Running]) -> Option<Arc<Model>> {
+    if let Some(starved) = running
+        .iter()
+        .filter(|r| r.skipped >= MAX_SKIPS)
+        .max_by_key(|r| r.skipped)
+    {
+        return Some(starved.model().clone());
+    }
+    let mut counts: Vec<(&Arc<Model>, usize)> = Vec::new();
+    for r in running {
+        match counts.iter_mut().find(|(m, _)| Arc::ptr_eq(m, r.model())) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((r.model(), 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(model, count)| (*count, std::cmp::Reverse(model.weight_bytes())))
+        .map(|(model, _)| model.clone())
 }
 
 /// Which passes of `model` this step feeds, and how many tokens of each: (index, tokens),
@@ -91,7 +138,7 @@ fn plan(running: &[Running], model: &Arc<Model>, step_tokens: usize) -> Vec<(usi
         running
             .iter()
             .enumerate()
-            .filter(|(_, r)| Arc::ptr_eq(r.pass.session.model(), model))
+            .filter(|(_, r)| Arc::ptr_eq(r.model(), model))
     };
     let mut plan: Vec<(usize, usize)> = of_model()
         .filter(|(_, r)| !r.chunked())
@@ -125,6 +172,7 @@ fn run_plan(
     running: &mut [Running],
     model: &Arc<Model>,
     plan: &[(usize, usize)],
+    gap_seconds: Option<f64>,
 ) -> Vec<(usize, Result<()>)> {
     if plan.is_empty() {
         return Vec::new();
@@ -154,6 +202,7 @@ fn run_plan(
                 rows: plan.iter().map(|(_, rows)| rows).sum(),
                 longest: plan.iter().map(|&(_, rows)| rows).max().unwrap_or(0),
                 seconds: started.elapsed().as_secs_f64(),
+                gap_seconds,
             },
         );
     }

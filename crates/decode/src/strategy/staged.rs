@@ -43,7 +43,8 @@ pub fn generate(
     let mut prefill_s = 0.0;
     if budget > 0 {
         // The first token needs only the target's prefill row: send it, then prefill the
-        // drafters (the draft levels would feed the prompt on their first draft anyway).
+        // drafters. Under a per-round window hook they are fed on their first draft instead
+        // (a level feeds whatever it lacks): rounds without drafts may be all there is.
         let target = levels.len() - 1;
         levels[target].prefill(prompt)?;
         prefill_s = start.elapsed().as_secs_f64();
@@ -52,7 +53,7 @@ pub fn generate(
             .sampler
             .sample(row, &config.sampling, &mut state.target_rows);
         state.commit(&mut committed, &[first], on_token);
-        if !committed.is_done() {
+        if !committed.is_done() && speculation.window_hook.is_none() {
             let drafters = Instant::now();
             for level in levels[..target].iter_mut() {
                 level.prefill(&state.sequence)?;
@@ -113,7 +114,7 @@ impl State {
     ) -> Result<()> {
         let sampling = &config.sampling;
         // A block of n drafts yields up to n + 1 tokens: never draft past the budget.
-        let window = speculation.window.min(remaining - 1);
+        let window = speculation.round_window().min(remaining - 1);
         let target = levels.len() - 1;
         self.block.clear();
         let first_verifier = if window == 0 {

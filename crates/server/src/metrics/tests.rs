@@ -171,6 +171,21 @@ fn every_family_keeps_its_name_type_help_and_labels() {
                 "histogram",
                 "Time of one batched forward pass of one model."
             ),
+            (
+                "pipespec_policy_ar_tokens_per_second",
+                "gauge",
+                "The batching policy's last estimate of the batch's tok/s with ar."
+            ),
+            (
+                "pipespec_policy_speculative_tokens_per_second",
+                "gauge",
+                "The batching policy's last estimate of the batch's tok/s with the default strategy."
+            ),
+            (
+                "pipespec_policy_rounds_total",
+                "counter",
+                "Rounds of requests the policy may steer, by its choice (speculate, or an ar step)."
+            ),
         ]
     );
     for sample in [

@@ -67,7 +67,7 @@ pub async fn generate(
             ignore_eos: params.ignore_eos,
         },
         strategy: params.strategy,
-        strategy_named: params.strategy_named,
+        policy_may_choose: params.policy_may_choose,
         speculation: params.speculation,
         stop: params.stop,
         arrived,
