@@ -115,7 +115,16 @@ impl<'a> Stage<'a> {
 
     pub fn prefill(&mut self) -> Result<()> {
         let start = Instant::now();
+        // The target prefills while the other levels wait for its first token: on all the
+        // cores when it may borrow them.
+        let target = self.index == self.config.target;
+        if target {
+            self.level.borrow_cores(true);
+        }
         let result = self.level.prefill(self.config.prompt);
+        if target {
+            self.level.borrow_cores(false);
+        }
         self.stats.busy_s += start.elapsed().as_secs_f64();
         result
     }
