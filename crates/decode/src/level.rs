@@ -1,5 +1,7 @@
 //! The one trait strategies see of a chain level and the drafts a level proposes.
 
+use pipespec_model::Session;
+
 use crate::error::Result;
 use crate::metrics::LevelMetrics;
 use crate::sampling::{Sampler, SamplingParams};
@@ -98,6 +100,12 @@ pub trait Level: Send {
 
     fn metrics_mut(&mut self) -> &mut LevelMetrics;
 
+    /// The level's KV cache and the tokens it holds, to serve a later sequence that shares a
+    /// prefix with them (None for a level without a cache).
+    fn into_cache(self: Box<Self>) -> Option<CachedSequence> {
+        None
+    }
+
     /// `pipespec`: whether this level was given a wider pool to borrow the cores of idle levels.
     fn can_borrow_cores(&self) -> bool {
         false
@@ -108,3 +116,9 @@ pub trait Level: Send {
 }
 
 pub use crate::model_level::ModelLevel;
+
+/// A model level's KV cache and the tokens whose keys and values it holds, in position order.
+pub struct CachedSequence {
+    pub session: Session,
+    pub tokens: Vec<u32>,
+}

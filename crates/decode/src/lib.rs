@@ -18,7 +18,7 @@ pub use batch::{BatchConfig, BatchEngine, StepReport};
 pub use chain::{ChainBuilder, Cores, LevelKind, LevelSpec};
 pub use error::{DecodeError, Result};
 pub use generate::{generate_autoregressive, FinishReason, GenerationConfig, GenerationOutput};
-pub use level::{Drafts, Level, ModelLevel};
+pub use level::{CachedSequence, Drafts, Level, ModelLevel};
 pub use metrics::{LevelMetrics, LevelReport};
 pub use ngram::NgramLevel;
 pub use sampling::{Sampler, SamplingParams};

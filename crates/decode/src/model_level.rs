@@ -8,7 +8,7 @@ use pipespec_model::{Model, Session};
 
 use crate::batch::{BatchClient, BatchedSession};
 use crate::error::{DecodeError, Result};
-use crate::level::{Drafts, Level};
+use crate::level::{CachedSequence, Drafts, Level};
 use crate::metrics::LevelMetrics;
 use crate::sampling::{Sampler, SamplingParams};
 
@@ -85,9 +85,18 @@ impl ModelLevel {
         ModelLevel::with_passes(name.into(), Passes::Solo(session))
     }
 
-    /// A level whose passes join the steps of a batch engine.
-    pub(crate) fn batched(name: String, session: Session, client: BatchClient) -> ModelLevel {
-        ModelLevel::with_passes(name, Passes::Batched(BatchedSession::new(session, client)))
+    /// A level whose passes join the steps of a batch engine, its cache holding `cached`.
+    pub(crate) fn batched(name: String, cached: CachedSequence, client: BatchClient) -> ModelLevel {
+        let CachedSequence {
+            mut session,
+            mut tokens,
+        } = cached;
+        tokens.truncate(session.len());
+        session.truncate(tokens.len());
+        let mut level =
+            ModelLevel::with_passes(name, Passes::Batched(BatchedSession::new(session, client)));
+        level.fed = tokens;
+        level
     }
 
     fn with_passes(name: String, passes: Passes) -> ModelLevel {
@@ -231,6 +240,17 @@ impl Level for ModelLevel {
 
     fn can_borrow_cores(&self) -> bool {
         self.pools.is_some()
+    }
+
+    fn into_cache(self: Box<Self>) -> Option<CachedSequence> {
+        let session = match self.passes {
+            Passes::Solo(session) => session,
+            Passes::Batched(batched) => batched.into_session()?,
+        };
+        Some(CachedSequence {
+            session,
+            tokens: self.fed,
+        })
     }
 
     fn borrow_cores(&mut self, borrow: bool) {

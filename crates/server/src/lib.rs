@@ -1,5 +1,6 @@
 //! `pipespec serve`: an OpenAI-compatible HTTP server (axum) over the decoding strategies, with a bounded queue, per-slot KV caches and Prometheus metrics.
 
+pub mod admission;
 pub mod config;
 pub mod errors;
 pub mod job;

@@ -2,13 +2,13 @@
 //! their KV caches fit the token budget; each admitted job runs on a worker thread whose levels'
 //! passes join the batch engine's steps, so every running request shares each forward pass.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use pipespec_decode::{BatchConfig, BatchEngine};
 
+use crate::admission::{kv_positions, Admitted, IdleChain, Queue};
 use crate::errors::{ApiError, ErrorKind};
 use crate::job::Job;
 use crate::metrics::Metrics;
@@ -27,15 +27,6 @@ pub struct Limits {
     /// its own cache of that many positions).
     pub kv_positions: usize,
     pub batch: BatchConfig,
-}
-
-struct Queue {
-    jobs: VecDeque<Job>,
-    /// KV positions held by running requests.
-    reserved: usize,
-    /// Requests running.
-    running: usize,
-    closed: bool,
 }
 
 struct Shared {
@@ -74,12 +65,7 @@ impl Scheduler {
         )?;
         let batch = Arc::new(batch);
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
-                reserved: 0,
-                running: 0,
-                closed: false,
-            }),
+            queue: Mutex::new(Queue::default()),
             changed: Condvar::new(),
             limits,
             metrics: metrics.clone(),
@@ -166,13 +152,6 @@ impl Drop for Scheduler {
     }
 }
 
-/// KV positions `job` holds while it runs: its prompt, its tokens and a window of drafts past
-/// them, at most the context size `capacity`.
-fn kv_positions(job: &Job, capacity: usize) -> usize {
-    let most = job.prompt.len() + job.config.max_tokens + job.speculation.window + 1;
-    most.min(capacity)
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -187,32 +166,17 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Arc<Shared>) {
         (load.running.load(Ordering::Relaxed) + waiting).min(load.limits.max_concurrent)
     });
     loop {
-        let (mut job, positions, sequences) = {
+        let admitted = {
             let mut queue = lock(&shared.queue);
             loop {
-                if let Some(front) = queue.jobs.front() {
-                    let positions = kv_positions(front, capacity);
-                    let gone = front.events.is_closed();
-                    if gone || queue.reserved + positions <= shared.limits.kv_positions {
-                        let job = queue.jobs.pop_front();
-                        shared.metrics.queue_depth.set(queue.jobs.len() as u64);
-                        match job {
-                            // The client left while the job waited.
-                            Some(_) if gone => continue,
-                            Some(job) => {
-                                queue.reserved += positions;
-                                queue.running += 1;
-                                shared.running.store(queue.running, Ordering::Relaxed);
-                                // the batch this request will decode in: those running and
-                                // those about to join them
-                                let sequences = (queue.running + queue.jobs.len())
-                                    .min(shared.limits.max_concurrent);
-                                break (job, positions, sequences);
-                            }
-                            None => continue,
-                        }
-                    }
-                } else if queue.closed {
+                let limits = &shared.limits;
+                let admitted = queue.admit(capacity, limits.kv_positions, limits.max_concurrent);
+                shared.metrics.queue_depth.set(queue.jobs.len() as u64);
+                if let Some(admitted) = admitted {
+                    shared.running.store(queue.running, Ordering::Relaxed);
+                    break admitted;
+                }
+                if queue.closed && queue.jobs.is_empty() {
                     return;
                 }
                 queue = shared
@@ -221,12 +185,16 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Arc<Shared>) {
                     .unwrap_or_else(|e| e.into_inner());
             }
         };
-        let reserved_bytes = engine.chain.cache_bytes_at(positions) as u64;
-        shared
-            .metrics
-            .batch
-            .kv_reserved_bytes
-            .inc_by(reserved_bytes);
+        let Admitted {
+            mut job,
+            positions,
+            reused,
+            sequences,
+        } = admitted;
+        shared.metrics.batch.record_admission(
+            engine.chain.cache_bytes_at(lock(&shared.queue).reserved),
+            reused.is_some(),
+        );
         shared.metrics.in_flight.inc();
         shared.policy.fit_job(
             &mut job,
@@ -234,24 +202,29 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Arc<Shared>) {
             batch_size.clone(),
             shared.metrics.clone(),
         );
-        match engine.chain.build_batched(batch, positions) {
+        let caches = reused.map(|chain| chain.caches).unwrap_or_default();
+        let kept = match engine.chain.build_batched_from(batch, positions, caches) {
             Ok(mut levels) => {
-                worker::run(&mut levels, engine, job, &shared.metrics, &shared.policy)
+                worker::run(&mut levels, engine, job, &shared.metrics, &shared.policy);
+                Some(IdleChain {
+                    caches: levels.into_iter().map(|level| level.into_cache()).collect(),
+                    positions,
+                })
             }
             Err(error) => {
                 let _ = job.events.send(crate::job::Event::Failed(error.into()));
+                None
             }
-        }
+        };
         shared.metrics.in_flight.dec();
+        let mut queue = lock(&shared.queue);
+        queue.release(positions, kept, shared.limits.max_concurrent);
+        shared.running.store(queue.running, Ordering::Relaxed);
         shared
             .metrics
             .batch
             .kv_reserved_bytes
-            .dec_by(reserved_bytes);
-        let mut queue = lock(&shared.queue);
-        queue.reserved -= positions;
-        queue.running -= 1;
-        shared.running.store(queue.running, Ordering::Relaxed);
+            .set(engine.chain.cache_bytes_at(queue.reserved) as u64);
         drop(queue);
         shared.changed.notify_all();
     }

@@ -141,6 +141,37 @@ fn the_kv_budget_admits_in_order_and_refuses_what_never_fits() {
     let passes = metric(&metrics, "pipespec_batch_sequences_count");
     let single = metric(&metrics, "pipespec_batch_sequences_bucket{le=\"1\"}");
     assert_eq!(single, passes, "two requests ran together over the budget");
-    assert_eq!(metric(&metrics, "pipespec_kv_cache_reserved_bytes"), 0.0);
-    assert!(metric(&metrics, "pipespec_kv_cache_budget_bytes") > 0.0);
+    // the finished requests' caches stay idle within the budget, and the next ones took them
+    let (reserved, budget) = (
+        metric(&metrics, "pipespec_kv_cache_reserved_bytes"),
+        metric(&metrics, "pipespec_kv_cache_budget_bytes"),
+    );
+    assert!(
+        reserved > 0.0 && reserved <= budget,
+        "{reserved} of {budget}"
+    );
+    assert_eq!(metric(&metrics, "pipespec_kv_cache_reuses_total"), 2.0);
+}
+
+#[test]
+fn a_prompt_sharing_a_prefix_with_a_finished_one_feeds_only_the_rest() {
+    let server = common::synthetic_with(|config| config.max_concurrent = 2);
+    let system = "You are a careful assistant. ".repeat(6);
+    let first = format!("{system}Question one?");
+    let second = format!("{system}Question two?");
+    let body = |prompt: &str| json!({"prompt": prompt, "max_tokens": 6, "temperature": 0});
+    completion_text(&server, &body(&first));
+    let fed_before = metric(&metrics(&server), "pipespec_batch_tokens_sum");
+    let text = completion_text(&server, &body(&second));
+    let after = metrics(&server);
+    let fed = metric(&after, "pipespec_batch_tokens_sum") - fed_before;
+    let prompt = server.tokenizer.encode(&second, true).unwrap();
+    assert!(
+        fed < (prompt.len() / 2) as f64,
+        "the second request fed {fed} rows for a {}-token prompt",
+        prompt.len()
+    );
+    assert_eq!(metric(&after, "pipespec_kv_cache_reuses_total"), 1.0);
+    // what a fresh cache would give
+    assert_eq!(text, server.expected(&prompt, 6, 256));
 }

@@ -41,6 +41,11 @@ impl BatchedSession {
         }
     }
 
+    /// The session, unless a failed pass lost it.
+    pub(crate) fn into_session(self) -> Option<Session> {
+        self.session
+    }
+
     pub(crate) fn model(&self) -> &Arc<Model> {
         &self.model
     }

@@ -12,7 +12,7 @@ pub use cores::{split_threads, thread_pool, Cores};
 
 use crate::batch::{BatchClient, BatchEngine};
 use crate::error::{DecodeError, Result};
-use crate::level::{Level, ModelLevel};
+use crate::level::{CachedSequence, Level, ModelLevel};
 use crate::ngram::{NgramLevel, DEFAULT_NGRAM_MAX, DEFAULT_NGRAM_MIN};
 use crate::speculation::{default_run_ahead, SpeculationConfig};
 
@@ -197,19 +197,44 @@ impl ChainBuilder {
         engine: &BatchEngine,
         capacity: usize,
     ) -> Result<Vec<Box<dyn Level>>> {
+        self.build_batched_from(engine, capacity, Vec::new())
+    }
+
+    /// `build_batched`, each model level reusing the cache at its index in `caches` (what an
+    /// earlier build's levels held, `Level::into_cache`) when it is of the same model and
+    /// holds at least `capacity` positions: the tokens they share with a new sequence are
+    /// not fed again.
+    pub fn build_batched_from(
+        &self,
+        engine: &BatchEngine,
+        capacity: usize,
+        mut caches: Vec<Option<CachedSequence>>,
+    ) -> Result<Vec<Box<dyn Level>>> {
         let capacity = capacity.clamp(1, self.capacity);
+        caches.resize_with(self.specs.len(), || None);
         let membership = Arc::new(engine.join());
         self.specs
             .iter()
-            .map(|spec| -> Result<Box<dyn Level>> {
+            .zip(caches)
+            .map(|(spec, cache)| -> Result<Box<dyn Level>> {
                 Ok(match spec {
                     LevelSpec::Ngram { min, max } => Box::new(NgramLevel::new(*min, *max)?),
                     LevelSpec::Model { name, model } => {
-                        // The session's own pool is unused: the engine computes on its own.
-                        let pool = self.cores.pool(0).clone();
-                        let session = Session::new(model.clone(), capacity, pool);
+                        let fits = |cache: &CachedSequence| {
+                            Arc::ptr_eq(cache.session.model(), model)
+                                && cache.session.capacity() >= capacity
+                        };
+                        let cached = cache.filter(fits).unwrap_or_else(|| CachedSequence {
+                            // The session's own pool is unused: the engine computes on its own.
+                            session: Session::new(
+                                model.clone(),
+                                capacity,
+                                self.cores.pool(0).clone(),
+                            ),
+                            tokens: Vec::new(),
+                        });
                         let client = BatchClient::new(membership.clone());
-                        Box::new(ModelLevel::batched(name.clone(), session, client))
+                        Box::new(ModelLevel::batched(name.clone(), cached, client))
                     }
                 })
             })

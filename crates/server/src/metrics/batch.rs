@@ -42,6 +42,7 @@ pub struct BatchMetrics {
     policy_autoregressive: Gauge<f64, AtomicU64>,
     policy_speculative: Gauge<f64, AtomicU64>,
     policy_rounds: Family<RoundLabels, Counter>,
+    cache_reuses: Counter,
 }
 
 impl Default for BatchMetrics {
@@ -55,6 +56,7 @@ impl Default for BatchMetrics {
             policy_autoregressive: Gauge::default(),
             policy_speculative: Gauge::default(),
             policy_rounds: Family::default(),
+            cache_reuses: Counter::default(),
         }
     }
 }
@@ -65,6 +67,14 @@ impl BatchMetrics {
         self.step_sequences.observe(step.sequences as f64);
         self.step_rows.observe(step.rows as f64);
         self.step_seconds.observe(step.seconds);
+    }
+
+    /// A request admitted, the KV bytes now reserved, and whether it reuses an idle cache.
+    pub fn record_admission(&self, reserved_bytes: usize, reused: bool) {
+        self.kv_reserved_bytes.set(reserved_bytes as u64);
+        if reused {
+            self.cache_reuses.inc();
+        }
     }
 
     /// The estimates behind the policy's last choice.
@@ -89,8 +99,13 @@ impl BatchMetrics {
         );
         registry.register(
             "pipespec_kv_cache_reserved_bytes",
-            "KV cache bytes held by the running requests (every level)",
+            "KV cache bytes held by the running requests and the idle caches kept for prefix reuse (every level)",
             self.kv_reserved_bytes.clone(),
+        );
+        registry.register(
+            "pipespec_kv_cache_reuses",
+            "Requests that took an idle cache (feeding only what its prefix lacks)",
+            self.cache_reuses.clone(),
         );
         registry.register(
             "pipespec_batch_sequences",

@@ -154,7 +154,12 @@ fn every_family_keeps_its_name_type_help_and_labels() {
             (
                 "pipespec_kv_cache_reserved_bytes",
                 "gauge",
-                "KV cache bytes held by the running requests (every level)."
+                "KV cache bytes held by the running requests and the idle caches kept for prefix reuse (every level)."
+            ),
+            (
+                "pipespec_kv_cache_reuses_total",
+                "counter",
+                "Requests that took an idle cache (feeding only what its prefix lacks)."
             ),
             (
                 "pipespec_batch_sequences",
