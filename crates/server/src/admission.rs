@@ -132,3 +132,6 @@ impl Queue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

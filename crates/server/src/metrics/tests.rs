@@ -57,6 +57,7 @@ fn every_family_keeps_its_name_type_help_and_labels() {
         metrics: LevelMetrics::default(),
     };
     metrics.record_generation("stop", 5, 2, &[level]);
+    metrics.batch.record_round(true);
     let text = metrics.render();
     let families: Vec<(&str, &str, &str)> = text
         .lines()
@@ -201,6 +202,7 @@ fn every_family_keeps_its_name_type_help_and_labels() {
         "pipespec_queue_wait_seconds_bucket{le=\"0.001\"} 0",
         "pipespec_queue_wait_seconds_bucket{le=\"+Inf\"} 0",
         "pipespec_queue_wait_seconds_count 0",
+        "pipespec_policy_rounds_total{choice=\"speculate\"} 1",
     ] {
         assert!(
             text.lines().any(|line| line == sample),
