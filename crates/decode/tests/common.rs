@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::quantized::GgmlDType;
 pub use pipespec_decode::LevelSpec;
 use pipespec_decode::{
-    generate_autoregressive, ChainBuilder, Cores, GenerationConfig, GenerationOutput, Level,
-    SamplingParams,
+    generate_autoregressive, ChainBuilder, Cores, Drafts, GenerationConfig, GenerationOutput,
+    Level, LevelMetrics, Sampler, SamplingParams,
 };
 use pipespec_model::config::Architecture;
 use pipespec_model::synthetic::SyntheticSpec;
@@ -143,4 +143,65 @@ pub fn random_tokens(seed: u64, count: usize, vocab: usize) -> Vec<u32> {
             ((state >> 33) % vocab as u64) as u32
         })
         .collect()
+}
+
+/// When a prefill hook is called: before the level's prefill, or after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefillMoment {
+    Start,
+    End,
+}
+
+/// A level that calls `hook` around its prefill and otherwise is `inner`.
+pub struct PrefillHooked {
+    pub inner: Box<dyn Level>,
+    pub hook: Box<dyn FnMut(PrefillMoment) + Send>,
+}
+
+impl Level for PrefillHooked {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn can_verify(&self) -> bool {
+        self.inner.can_verify()
+    }
+
+    fn vocab_size(&self) -> Option<usize> {
+        self.inner.vocab_size()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        self.inner.capacity()
+    }
+
+    fn prefill(&mut self, prompt: &[u32]) -> pipespec_decode::Result<()> {
+        (self.hook)(PrefillMoment::Start);
+        let result = self.inner.prefill(prompt);
+        (self.hook)(PrefillMoment::End);
+        result
+    }
+
+    fn logits(&mut self, sequence: &[u32], rows: usize) -> pipespec_decode::Result<&[f32]> {
+        self.inner.logits(sequence, rows)
+    }
+
+    fn draft(
+        &mut self,
+        sequence: &[u32],
+        count: usize,
+        sampling: &SamplingParams,
+        sampler: &mut Sampler,
+        drafts: &mut Drafts,
+    ) -> pipespec_decode::Result<()> {
+        self.inner.draft(sequence, count, sampling, sampler, drafts)
+    }
+
+    fn metrics(&self) -> &LevelMetrics {
+        self.inner.metrics()
+    }
+
+    fn metrics_mut(&mut self) -> &mut LevelMetrics {
+        self.inner.metrics_mut()
+    }
 }

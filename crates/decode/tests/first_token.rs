@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::GgmlDType;
-use pipespec_decode::{
-    Drafts, Level, LevelMetrics, Result, Sampler, SamplingParams, SpeculationConfig, Strategy,
-};
+use pipespec_decode::{Level, SamplingParams, SpeculationConfig, Strategy};
 
-use crate::common::{chain, config, random_tokens, spec, LevelSpec, Models};
+use crate::common::{
+    chain, config, random_tokens, spec, LevelSpec, Models, PrefillHooked, PrefillMoment,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Event {
@@ -18,64 +18,6 @@ enum Event {
 }
 
 type Log = Arc<Mutex<Vec<Event>>>;
-
-/// A level that records when its prefill starts and ends.
-struct Recorder {
-    index: usize,
-    inner: Box<dyn Level>,
-    log: Log,
-}
-
-impl Level for Recorder {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn can_verify(&self) -> bool {
-        self.inner.can_verify()
-    }
-
-    fn vocab_size(&self) -> Option<usize> {
-        self.inner.vocab_size()
-    }
-
-    fn capacity(&self) -> Option<usize> {
-        self.inner.capacity()
-    }
-
-    fn prefill(&mut self, prompt: &[u32]) -> Result<()> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(Event::PrefillStart(self.index));
-        let result = self.inner.prefill(prompt);
-        self.log.lock().unwrap().push(Event::PrefillEnd(self.index));
-        result
-    }
-
-    fn logits(&mut self, sequence: &[u32], rows: usize) -> Result<&[f32]> {
-        self.inner.logits(sequence, rows)
-    }
-
-    fn draft(
-        &mut self,
-        sequence: &[u32],
-        count: usize,
-        sampling: &SamplingParams,
-        sampler: &mut Sampler,
-        drafts: &mut Drafts,
-    ) -> Result<()> {
-        self.inner.draft(sequence, count, sampling, sampler, drafts)
-    }
-
-    fn metrics(&self) -> &LevelMetrics {
-        self.inner.metrics()
-    }
-
-    fn metrics_mut(&mut self) -> &mut LevelMetrics {
-        self.inner.metrics_mut()
-    }
-}
 
 #[test]
 fn the_first_token_is_sent_before_any_drafter_prefill_ends() {
@@ -101,10 +43,16 @@ fn the_first_token_is_sent_before_any_drafter_prefill_ends() {
                 .into_iter()
                 .enumerate()
                 .map(|(index, inner)| {
-                    Box::new(Recorder {
-                        index,
+                    let log = log.clone();
+                    let hook = move |moment| {
+                        log.lock().unwrap().push(match moment {
+                            PrefillMoment::Start => Event::PrefillStart(index),
+                            PrefillMoment::End => Event::PrefillEnd(index),
+                        })
+                    };
+                    Box::new(PrefillHooked {
                         inner,
-                        log: log.clone(),
+                        hook: Box::new(hook),
                     }) as Box<dyn Level>
                 })
                 .collect();

@@ -3,12 +3,9 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::ThreadId;
 use std::time::Duration;
 
 use candle_core::quantized::GgmlDType;
-use pipespec_decode::metrics::LevelMetrics;
-use pipespec_decode::{Drafts, Sampler};
 use pipespec_decode::{
     FinishReason, GenerationConfig, Level, SamplingParams, SpeculationConfig, Strategy,
     StrategyOutput,
@@ -17,6 +14,7 @@ use pipespec_model::Model;
 
 use crate::common::{
     chain, chain_lending, config, model_level, random_tokens, reference, spec, LevelSpec, Models,
+    PrefillHooked, PrefillMoment,
 };
 
 /// A pseudo-random pause of 0 to ~300 µs, from the level and step alone (a fn pointer: no state).
@@ -262,14 +260,6 @@ fn a_target_verifies_on_borrowed_cores_while_its_drafter_waits() {
     assert!(drafter.borrowed_passes > 0, "{drafter:?}");
 }
 
-/// Counts the stage threads (other than the caller's) that used a level and have not exited.
-struct Watched {
-    inner: Box<dyn Level>,
-    owner: ThreadId,
-    live: Arc<AtomicUsize>,
-    seen: Arc<AtomicUsize>,
-}
-
 /// Decrements `live` when its thread exits (thread-local destructors run before `join` returns).
 struct ExitGuard(Arc<AtomicUsize>);
 
@@ -283,48 +273,8 @@ thread_local! {
     static GUARDS: RefCell<Vec<ExitGuard>> = const { RefCell::new(Vec::new()) };
 }
 
-impl Level for Watched {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn can_verify(&self) -> bool {
-        self.inner.can_verify()
-    }
-    fn vocab_size(&self) -> Option<usize> {
-        self.inner.vocab_size()
-    }
-    fn capacity(&self) -> Option<usize> {
-        self.inner.capacity()
-    }
-    fn prefill(&mut self, prompt: &[u32]) -> pipespec_decode::Result<()> {
-        if std::thread::current().id() != self.owner {
-            self.live.fetch_add(1, Ordering::SeqCst);
-            self.seen.fetch_add(1, Ordering::SeqCst);
-            GUARDS.with(|g| g.borrow_mut().push(ExitGuard(self.live.clone())));
-        }
-        self.inner.prefill(prompt)
-    }
-    fn logits(&mut self, sequence: &[u32], rows: usize) -> pipespec_decode::Result<&[f32]> {
-        self.inner.logits(sequence, rows)
-    }
-    fn draft(
-        &mut self,
-        sequence: &[u32],
-        count: usize,
-        sampling: &SamplingParams,
-        sampler: &mut Sampler,
-        drafts: &mut Drafts,
-    ) -> pipespec_decode::Result<()> {
-        self.inner.draft(sequence, count, sampling, sampler, drafts)
-    }
-    fn metrics(&self) -> &LevelMetrics {
-        self.inner.metrics()
-    }
-    fn metrics_mut(&mut self) -> &mut LevelMetrics {
-        self.inner.metrics_mut()
-    }
-}
-
+/// `levels`, each counting the stage threads (other than the caller's) that prefilled it
+/// (`seen`) and have not exited (`live`).
 fn watched(
     levels: &[LevelSpec],
     live: &Arc<AtomicUsize>,
@@ -333,11 +283,18 @@ fn watched(
     chain(levels)
         .into_iter()
         .map(|inner| -> Box<dyn Level> {
-            Box::new(Watched {
+            let owner = std::thread::current().id();
+            let (live, seen) = (live.clone(), seen.clone());
+            let hook = move |moment| {
+                if moment == PrefillMoment::Start && std::thread::current().id() != owner {
+                    live.fetch_add(1, Ordering::SeqCst);
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    GUARDS.with(|g| g.borrow_mut().push(ExitGuard(live.clone())));
+                }
+            };
+            Box::new(PrefillHooked {
                 inner,
-                owner: std::thread::current().id(),
-                live: live.clone(),
-                seen: seen.clone(),
+                hook: Box::new(hook),
             })
         })
         .collect()

@@ -3,6 +3,7 @@
 //! missing file fails the test with the command that provides it (missing data is no skip).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::layout;
 
@@ -57,6 +58,16 @@ fn require(path: PathBuf, remedy: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A compute pool of `threads` threads.
+pub fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
+    Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool"),
+    )
 }
 
 #[cfg(test)]

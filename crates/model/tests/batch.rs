@@ -5,16 +5,8 @@ use std::sync::Arc;
 
 use candle_core::quantized::GgmlDType;
 use pipespec_model::synthetic::SyntheticSpec;
+use pipespec_model::test_support::pool;
 use pipespec_model::{Batch, BatchItem, Model, ModelError, Session};
-
-fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
-    Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap(),
-    )
-}
 
 fn synthetic_model(dtype: GgmlDType, seed: u64, dir: &tempfile::TempDir) -> Arc<Model> {
     let mut spec = SyntheticSpec::tiny(seed);

@@ -7,16 +7,8 @@ use candle_core::quantized::GgmlDType;
 use pipespec_model::config::Architecture;
 use pipespec_model::kernels::CpuPath;
 use pipespec_model::synthetic::SyntheticSpec;
+use pipespec_model::test_support::pool;
 use pipespec_model::{LoadOptions, Model, ModelError, Session};
-
-fn pool(threads: usize) -> Arc<rayon::ThreadPool> {
-    Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap(),
-    )
-}
 
 /// Every combination the tests cover: architecture, GQA, tied head, matrix type (every type
 /// with a packed kernel, and Q3_K through candle's).
