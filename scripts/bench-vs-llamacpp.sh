@@ -4,7 +4,7 @@
 #   THREADS: 2 by default; MODEL: the default model if none is given.
 #   ROUNDS (default 3) rounds; each runs llama-bench (pp512, tg128) then pipespec on the same
 #   file: prefill of a ~500-token Spec-Bench prompt, and 128 tokens decoded from a 1-token
-#   prompt as tg128 does. PIPESPEC_CPU=avx512|avx2|scalar forces pipespec's kernels.
+#   prompt as tg128 does. PIPESPEC_CPU=avx512|avxvnni|avx2|scalar forces pipespec's kernels.
 # llama-bench is built by ../shared/tools/llamacpp-anchor.sh (not by this project).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

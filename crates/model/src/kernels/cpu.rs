@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use super::KernelError;
 
-/// The environment variable that forces a path: `avx512`, `avx2` or `scalar`.
+/// The environment variable that forces a path: `avx512`, `avxvnni`, `avx2` or `scalar`.
 pub const CPU_ENV: &str = "PIPESPEC_CPU";
 
 /// A set of kernels: every path computes bit-identical results, at different speeds.
@@ -14,19 +14,28 @@ pub enum CpuPath {
     Scalar,
     /// AVX2 with FMA and F16C, 8 rows per 256-bit vector.
     Avx2,
+    /// AVX2 with FMA, F16C and AVX-VNNI (byte dot products in one instruction), 8 rows per
+    /// 256-bit vector: CPUs with VNNI but without AVX-512.
+    AvxVnni,
     /// AVX-512 F/BW/VL with VNNI, FMA and F16C, 16 rows per 512-bit vector.
     Avx512,
 }
 
 impl CpuPath {
     /// Every path, fastest first.
-    pub const ALL: [CpuPath; 3] = [CpuPath::Avx512, CpuPath::Avx2, CpuPath::Scalar];
+    pub const ALL: [CpuPath; 4] = [
+        CpuPath::Avx512,
+        CpuPath::AvxVnni,
+        CpuPath::Avx2,
+        CpuPath::Scalar,
+    ];
 
     /// The name `PIPESPEC_CPU` takes.
     pub fn name(self) -> &'static str {
         match self {
             CpuPath::Scalar => "scalar",
             CpuPath::Avx2 => "avx2",
+            CpuPath::AvxVnni => "avxvnni",
             CpuPath::Avx512 => "avx512",
         }
     }
@@ -36,6 +45,7 @@ impl CpuPath {
         match self {
             CpuPath::Scalar => &[],
             CpuPath::Avx2 => &["avx2", "fma", "f16c"],
+            CpuPath::AvxVnni => &["avx2", "fma", "f16c", "avxvnni"],
             CpuPath::Avx512 => &[
                 "avx512f",
                 "avx512bw",
@@ -57,6 +67,9 @@ impl CpuPath {
                     is_x86_feature_detected!("avx2")
                         && is_x86_feature_detected!("fma")
                         && is_x86_feature_detected!("f16c")
+                }
+                CpuPath::AvxVnni => {
+                    CpuPath::Avx2.available() && is_x86_feature_detected!("avxvnni")
                 }
                 CpuPath::Avx512 => {
                     is_x86_feature_detected!("avx512f")
@@ -86,7 +99,7 @@ impl CpuPath {
     pub fn lanes(self) -> usize {
         match self {
             CpuPath::Avx512 => 16,
-            CpuPath::Scalar | CpuPath::Avx2 => 8,
+            CpuPath::Scalar | CpuPath::Avx2 | CpuPath::AvxVnni => 8,
         }
     }
 

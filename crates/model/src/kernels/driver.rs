@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use super::cpu::CpuPath;
 use super::packed::PackedMatrix;
 #[cfg(target_arch = "x86_64")]
-use super::simd::{avx2::Avx2, avx512::Avx512};
+use super::simd::{avx2::Avx2, avx512::Avx512, avxvnni::AvxVnni};
 use super::simd::{scalar::Scalar, Simd};
 
 /// A kernel over a packed weight matrix and its prepared activations.
@@ -147,6 +147,8 @@ unsafe fn run<K: Kernel>(
             CpuPath::Scalar => Scalar::run(kernel, panels, m, out),
             #[cfg(target_arch = "x86_64")]
             CpuPath::Avx2 => Avx2::run(kernel, panels, m, out),
+            #[cfg(target_arch = "x86_64")]
+            CpuPath::AvxVnni => AvxVnni::run(kernel, panels, m, out),
             #[cfg(target_arch = "x86_64")]
             CpuPath::Avx512 => Avx512::run(kernel, panels, m, out),
             #[cfg(not(target_arch = "x86_64"))]

@@ -62,7 +62,7 @@ pub enum KernelError {
         bytes: usize,
         reason: String,
     },
-    #[error("PIPESPEC_CPU={value:?} is not a CPU path (use avx512, avx2 or scalar)")]
+    #[error("PIPESPEC_CPU={value:?} is not a CPU path (use avx512, avxvnni, avx2 or scalar)")]
     UnknownCpuPath { value: String },
     #[error("PIPESPEC_CPU={path}: this CPU lacks some of {features}")]
     CpuPathUnavailable {

@@ -1,5 +1,6 @@
 //! The instruction sets the packed kernels run on: one trait of primitive vector operations,
-//! implemented with plain arrays (scalar), AVX2 and AVX-512, so that each kernel is written once.
+//! implemented with plain arrays (scalar), AVX2, AVX-VNNI and AVX-512, so that each kernel is
+//! written once.
 //!
 //! A vector holds one value per output row ("lane"): the packed layouts interleave `LANES` weight
 //! rows, so one instruction advances `LANES` dot products and no horizontal sum is ever needed.
@@ -11,6 +12,8 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avxvnni;
 pub(crate) mod scalar;
 
 use super::driver::{Kernel, Output};
@@ -76,7 +79,8 @@ pub(crate) trait Simd: Copy + 'static {
     // Dot products.
     unsafe fn dzero() -> Self::D;
     /// Adds the products of unsigned weight bytes `w` and signed activation bytes `a` (in
-    /// -127..=127) to each lane's sum. The AVX2 back end keeps sums of byte pairs in i16, so
+    /// -127..=127) to each lane's sum. The AVX2 back end keeps sums of byte pairs in i16 (the
+    /// VNNI ones sum into i32), so
     /// kernels finish a sum after at most 8 calls for 4-bit weights, 4 for 5-bit, 2 for 6-bit.
     unsafe fn dot(d: Self::D, w: Self::I, a: Self::I) -> Self::D;
     /// As `dot` for signed weight bytes; finished after every call.
