@@ -50,13 +50,8 @@ impl Rope {
         2 * self.inverse_frequencies.len()
     }
 
-    /// The tables of positions `start..start + count`, one after the other (each as `table_for`).
-    pub fn tables(&self, start: usize, count: usize, tables: &mut Vec<f32>) {
-        tables.clear();
-        self.extend_tables(start, count, tables);
-    }
-
-    /// Appends the tables of positions `start..start + count` to `tables`.
+    /// Appends the tables of positions `start..start + count` to `tables`, one after the
+    /// other (each as `table_for`).
     pub fn extend_tables(&self, start: usize, count: usize, tables: &mut Vec<f32>) {
         let width = self.table_width();
         tables.reserve(count * width);

@@ -26,6 +26,8 @@ pub(crate) struct BatchedSession {
     session: Option<Session>,
     model: Arc<Model>,
     capacity: usize,
+    /// Buffers that travel with each pass and come back, reused from pass to pass.
+    tokens: Vec<u32>,
     logits: Vec<f32>,
     client: BatchClient,
 }
@@ -36,6 +38,7 @@ impl BatchedSession {
             model: session.model().clone(),
             capacity: session.capacity(),
             session: Some(session),
+            tokens: Vec::new(),
             logits: Vec::new(),
             client,
         }
@@ -65,9 +68,12 @@ impl BatchedSession {
         let session = self.session.take().ok_or_else(|| {
             DecodeError::Batch("this level's KV cache was lost in a failed batched pass".into())
         })?;
+        let mut buffer = std::mem::take(&mut self.tokens);
+        buffer.clear();
+        buffer.extend_from_slice(tokens);
         let pass = Pass {
             session,
-            tokens: tokens.to_vec(),
+            tokens: buffer,
             start,
             head_rows,
             logits: std::mem::take(&mut self.logits),
@@ -82,6 +88,7 @@ impl BatchedSession {
             }
         };
         self.session = Some(reply.session);
+        self.tokens = reply.tokens;
         self.logits = reply.logits;
         reply.outcome?;
         Ok(&self.logits)

@@ -87,9 +87,11 @@ pub(crate) struct Pass {
     pub arrived: Instant,
 }
 
-/// A pass answered: the session back, and its logits or why it failed.
+/// A pass answered: the session and the buffers back, and its logits or why it failed.
 pub(crate) struct Reply {
     pub session: Session,
+    /// The pass's tokens, for the next pass to reuse.
+    pub tokens: Vec<u32>,
     pub logits: Vec<f32>,
     pub outcome: Result<()>,
 }

@@ -60,6 +60,7 @@ impl Running {
         let Pass {
             id,
             session,
+            tokens,
             logits,
             ..
         } = self.pass;
@@ -67,6 +68,7 @@ impl Running {
             id,
             Reply {
                 session,
+                tokens,
                 logits,
                 outcome,
             },
