@@ -53,12 +53,27 @@ pub struct ModelArgs {
     pub model: Option<PathBuf>,
 }
 
+/// LoRA adapters on the chain's target.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LoraArgs {
+    /// LoRA adapters in llama.cpp's GGUF format, `FILE` or `FILE:SCALE`, comma separated or
+    /// repeated; they add up on the target (`pipespec info FILE` describes one).
+    #[arg(long, value_delimiter = ',')]
+    pub lora: Vec<String>,
+    /// Put the --lora adapters on the drafter models too (each must have the target's shape);
+    /// by default drafters run their own weights, which keeps the output exact either way.
+    #[arg(long)]
+    pub lora_drafters: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// The prompt; read from stdin when absent.
     pub prompt: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub lora: LoraArgs,
     /// The most tokens to generate.
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
@@ -184,6 +199,12 @@ pub struct PredictArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub lora: LoraArgs,
+    /// Adapters a request selects by its `model`: NAME=FILE[:SCALE], comma separated
+    /// (`/v1/models` lists them; requests naming the served model run without them).
+    #[arg(long, value_delimiter = ',')]
+    pub lora_modules: Vec<String>,
     /// Levels, smallest first, the target last: GGUF files or `ngram`, comma separated.
     /// Takes precedence over --model.
     #[arg(long, value_delimiter = ',')]
@@ -251,6 +272,8 @@ pub struct BenchArgs {
     pub strategies: Vec<StrategyArg>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub lora: LoraArgs,
     /// Levels, smallest first, the target last: GGUF files or `ngram`, comma separated, e.g.
     /// `draft.gguf,target.gguf` (lookup puts an ngram level in front of the target by itself).
     #[arg(long, value_delimiter = ',')]

@@ -9,6 +9,8 @@ use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
 use pipespec_model::Model;
 
+use crate::adapters;
+use crate::cli::LoraArgs;
 use crate::fetch;
 
 /// The given path, or the default model (fetched if missing).
@@ -125,7 +127,7 @@ pub struct LoadedChain {
     pub target: LoadedModel,
 }
 
-/// Loads every level of `entries` onto `cores`: each model level gets a KV cache of
+/// Loads every level of `entries` onto `cores`, with `lora`'s adapters: each model level gets a KV cache of
 /// `capacity` positions (the target's context unless `ctx_size` is given); every model must
 /// share the target's tokenizer. A file named twice is mapped once and its weights shared.
 pub fn load_chain(
@@ -133,8 +135,10 @@ pub fn load_chain(
     ngram: (usize, usize),
     ctx_size: Option<usize>,
     cores: Cores,
+    lora: &LoraArgs,
 ) -> Result<LoadedChain> {
     let (specs, target) = load_specs(entries, ngram)?;
+    let specs = adapters::apply(specs, lora)?;
     let capacity = context_size(&target.model, ctx_size)?;
     let builder = ChainBuilder::new(specs, capacity, cores).context("building the chain")?;
     Ok(LoadedChain { builder, target })

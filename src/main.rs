@@ -1,5 +1,6 @@
 //! The `pipespec` command line: parses flags and calls the engine's crates.
 
+mod adapters;
 mod cli;
 mod commands;
 mod fetch;

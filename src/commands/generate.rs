@@ -48,7 +48,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         let total = (!args.threads.is_empty()).then(|| args.threads.iter().sum());
         Cores::Shared(loading::thread_pool(total)?)
     };
-    let chain = loading::load_chain(&entries, ngram, args.ctx_size, cores)?;
+    let chain = loading::load_chain(&entries, ngram, args.ctx_size, cores, &args.lora)?;
     chain.builder.fit(&mut speculation, args.run_ahead);
     strategy
         .levels(&chain.builder.kinds())

@@ -3,13 +3,21 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use pipespec_model::gguf::GgufFile;
 use pipespec_model::tokenizer::Tokenizer;
+use pipespec_model::LoraAdapter;
 
 use crate::cli::InfoArgs;
 use crate::loading;
 
 pub fn run(args: InfoArgs) -> Result<()> {
     let path = loading::resolve_model_path(args.model.as_deref())?;
+    let file = GgufFile::open(&path)?;
+    if file.get_str("general.type").ok() == Some("adapter") {
+        drop(file);
+        return describe_adapter(&path);
+    }
+    drop(file);
     let loaded = loading::load(&path)?;
     let c = &loaded.model.config;
     println!("file:               {}", path.display());
@@ -89,4 +97,38 @@ fn print_tokenizer(tokenizer: &Tokenizer) {
         .map(|&id| show(Some(id)))
         .collect();
     println!("  end of generation: {}", eog.join(", "));
+}
+
+/// What a LoRA adapter file holds: its base architecture, alpha, and modules by matrix.
+fn describe_adapter(path: &std::path::Path) -> Result<()> {
+    let adapter = LoraAdapter::open(path)?;
+    println!("file:               {}", path.display());
+    println!("type:               LoRA adapter");
+    if let Some(name) = &adapter.name {
+        println!("name:               {name}");
+    }
+    println!("architecture:       {}", adapter.architecture);
+    println!("alpha:              {}", adapter.alpha);
+    let (low, high) = adapter.rank_range();
+    let ranks = if low == high {
+        format!("{low}")
+    } else {
+        format!("{low} to {high}")
+    };
+    println!("rank:               {ranks}");
+    let mut targets: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for module in &adapter.modules {
+        let entry = targets.entry(module.target.tensor_stem()).or_default();
+        entry.0 += 1;
+        entry.1 += module.a.len() + module.b.len();
+    }
+    let parameters: usize = targets.values().map(|t| t.1).sum();
+    println!(
+        "modules:            {} ({parameters} parameters)",
+        adapter.modules.len()
+    );
+    for (stem, (count, values)) in targets {
+        println!("  {stem:<17} {count:>3} modules, {values} parameters");
+    }
+    Ok(())
 }

@@ -1,11 +1,14 @@
 //! `pipespec serve`: loads the chain once, then serves the OpenAI-compatible API until Ctrl-C.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use pipespec_decode::{Cores, SpeculationConfig, Strategy};
+use pipespec_model::{LoraStack, Model};
 use pipespec_server::{Engine, ServerConfig};
 
+use crate::adapters;
 use crate::cli::ServeArgs;
 use crate::loading::{self, ChainEntry};
 
@@ -36,7 +39,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // batch engine runs all their passes on one pool.
     let cores = Cores::Shared(loading::thread_pool(args.threads)?);
     let ngram = (args.ngram_min, args.ngram_max);
-    let chain = loading::load_chain(&entries, ngram, args.ctx_size, cores)?;
+    let chain = loading::load_chain(&entries, ngram, args.ctx_size, cores, &args.lora)?;
     let target_path = match entries.last() {
         Some(ChainEntry::Model(path)) => path.clone(),
         _ => bail!("the last level of --chain must be a GGUF file (the target)"),
@@ -45,8 +48,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         || "pipespec".to_string(),
         |stem| stem.to_string_lossy().into_owned(),
     );
+    let modules = lora_modules(&args.lora_modules, &chain.target.model)?;
+    let names: Vec<String> = modules.iter().map(|(name, _)| name.clone()).collect();
     let engine = Engine::new(model_id, chain.builder, chain.target.tokenizer.clone())
+        .and_then(|engine| engine.with_adapters(modules))
         .context("preparing the chain")?;
+    if !names.is_empty() {
+        eprintln!(
+            "[pipespec] adapters by request `model`: {}",
+            names.join(", ")
+        );
+    }
     // A request that names no strategy must be able to run the default.
     engine
         .check_strategy(strategy)
@@ -71,4 +83,25 @@ pub fn run(args: ServeArgs) -> Result<()> {
     .context("serving")?;
     eprintln!("[pipespec] drained; bye");
     Ok(())
+}
+
+/// `--lora-modules NAME=FILE[:SCALE]` entries, each read and checked against the target.
+fn lora_modules(entries: &[String], target: &Model) -> Result<Vec<(String, Arc<LoraStack>)>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let Some((name, file)) = entry.split_once('=') else {
+                bail!("--lora-modules {entry}: expected NAME=FILE[:SCALE]");
+            };
+            let name = name.trim();
+            if name.is_empty() {
+                bail!("--lora-modules {entry}: the name is empty");
+            }
+            let adapters = adapters::read(&[file.to_string()])?;
+            let stack = adapters::stack(target, &adapters)
+                .with_context(|| format!("--lora-modules {name}"))?
+                .context("an adapter entry without an adapter")?;
+            Ok((name.to_string(), stack))
+        })
+        .collect()
 }

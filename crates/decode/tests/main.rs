@@ -5,6 +5,7 @@ mod chain;
 mod common;
 mod first_token;
 mod greedy;
+mod lora;
 mod pipeline;
 mod real_model;
 mod sampling;

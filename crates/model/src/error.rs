@@ -60,6 +60,8 @@ pub enum ModelError {
     Tokenizer(String),
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    #[error("LoRA adapter {path}: {what}")]
+    Adapter { path: PathBuf, what: String },
     #[error("kernel: {0}")]
     Kernel(String),
 }

@@ -10,9 +10,12 @@ use crate::cache::KvCache;
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::kernels::{self, Input, InputBuffers};
+use crate::lora::LoraStack;
+use crate::lora::LoraTarget::{self, K, Q, V};
 use crate::model::Model;
 use crate::ops;
 use crate::weights::{LayerWeights, Matrix, Stacked};
+use Rows::{All, Head};
 
 /// One sequence's part of a pass: its cache, the positions it feeds and how many of its last
 /// rows get logits.
@@ -23,6 +26,8 @@ pub(crate) struct Segment<'a> {
     /// Rows at the end of the segment whose logits are computed (0 for a prefill chunk
     /// that is not the last).
     pub head_rows: usize,
+    /// Adapters added to every matrix of this sequence's rows.
+    pub lora: Option<&'a LoraStack>,
 }
 
 /// Reusable buffers of passes, sized for the largest pass so far.
@@ -111,17 +116,19 @@ pub(crate) fn run_pass(
             position: segment.start_pos + row,
         }));
     }
+    let adapted = segments.iter().any(|segment| segment.lora.is_some());
     let mut pass = Forward {
         model,
         pool,
         s,
         segments,
         rows,
+        adapted,
     };
     pass.embed(tokens)?;
     for (index, layer) in model.weights.layers.iter().enumerate() {
         pass.attention_block(index, layer)?;
-        pass.ffn_block(layer)?;
+        pass.ffn_block(index, layer)?;
     }
     for segment in pass.segments.iter_mut() {
         segment.cache.set_len(segment.start_pos + segment.rows);
@@ -184,6 +191,44 @@ fn matmul_stacked(
     Ok(())
 }
 
+/// Which rows of a pass a buffer holds: every row, or just the head rows.
+#[derive(Clone, Copy)]
+enum Rows {
+    All,
+    Head,
+}
+
+/// Adds each segment's adapters on `target` of `layer` (the head for `None`) to its rows of
+/// `out` (rows of the matrix's outputs) from the same rows of `input` (rows of its inputs).
+fn add_lora(
+    pool: &rayon::ThreadPool,
+    segments: &[Segment],
+    rows: Rows,
+    (layer, target): (Option<usize>, LoraTarget),
+    input: &[f32],
+    out: &mut [f32],
+) {
+    let rows_of = |segment: &Segment| match rows {
+        Rows::All => segment.rows,
+        Rows::Head => segment.head_rows,
+    };
+    let total: usize = segments.iter().map(rows_of).sum();
+    if total == 0 {
+        return;
+    }
+    let (n_in, n_out) = (input.len() / total, out.len() / total);
+    let mut first = 0;
+    for segment in segments {
+        let rows = rows_of(segment);
+        if let Some(lora) = segment.lora {
+            let x = &input[first * n_in..(first + rows) * n_in];
+            let y = &mut out[first * n_out..(first + rows) * n_out];
+            lora.add(pool, layer, target, x, y);
+        }
+        first += rows;
+    }
+}
+
 /// One forward pass: the model, the sequences it feeds and the buffers it works in.
 struct Forward<'a, 'c> {
     model: &'a Model,
@@ -192,6 +237,8 @@ struct Forward<'a, 'c> {
     segments: &'a mut [Segment<'c>],
     /// Rows of every segment together.
     rows: usize,
+    /// Whether any segment has adapters.
+    adapted: bool,
 }
 
 impl Forward<'_, '_> {
@@ -229,6 +276,13 @@ impl Forward<'_, '_> {
             &mut s.stacked,
             "attn_qkv",
         )?;
+        // adapters (LoRA) on q, k and v
+        if self.adapted {
+            let layer = Some(index);
+            for (target, out) in [(Q, &mut s.q), (K, &mut s.k), (V, &mut s.v)] {
+                add_lora(pool, self.segments, All, (layer, target), &s.normed, out);
+            }
+        }
         // biases (qwen2), RoPE on q and k, k and v into the cache
         let rope_width = self.model.rope.table_width();
         for row in 0..rows {
@@ -271,12 +325,23 @@ impl Forward<'_, '_> {
             &mut s.projected,
             "attn_output",
         )?;
+        if self.adapted {
+            let (x, out) = (&s.attention, &mut s.projected);
+            add_lora(
+                pool,
+                self.segments,
+                All,
+                (Some(index), LoraTarget::Output),
+                x,
+                out,
+            );
+        }
         ops::add_in_place(&mut s.x, &s.projected);
         Ok(())
     }
 
     /// x += Wdown · (silu(Wgate · norm(x)) * Wup · norm(x)).
-    fn ffn_block(&mut self, layer: &LayerWeights) -> Result<()> {
+    fn ffn_block(&mut self, index: usize, layer: &LayerWeights) -> Result<()> {
         let c = &self.model.config;
         let (pool, s, rows) = (self.pool, &mut *self.s, self.rows);
         // ffn rmsnorm
@@ -292,11 +357,34 @@ impl Forward<'_, '_> {
             &mut s.stacked,
             "ffn_gate_up",
         )?;
+        if self.adapted {
+            for (target, out) in [(LoraTarget::Gate, &mut s.gate), (LoraTarget::Up, &mut s.up)] {
+                add_lora(
+                    pool,
+                    self.segments,
+                    All,
+                    (Some(index), target),
+                    &s.normed,
+                    out,
+                );
+            }
+        }
         // SwiGLU
         ops::silu_mul(&mut s.gate, &s.up);
         // down projection, and the residual connection back into x
         let mut input = Input::new(&s.gate, rows, c.intermediate_size, &mut s.input);
         matmul(pool, &layer.down, &mut input, &mut s.projected, "ffn_down")?;
+        if self.adapted {
+            let (x, out) = (&s.gate, &mut s.projected);
+            add_lora(
+                pool,
+                self.segments,
+                All,
+                (Some(index), LoraTarget::Down),
+                x,
+                out,
+            );
+        }
         ops::add_in_place(&mut s.x, &s.projected);
         Ok(())
     }
@@ -336,6 +424,16 @@ impl Forward<'_, '_> {
             logits,
             "output",
         )?;
+        if self.adapted {
+            add_lora(
+                pool,
+                self.segments,
+                Head,
+                (None, LoraTarget::Head),
+                normed,
+                logits,
+            );
+        }
         Ok(head_rows)
     }
 }

@@ -12,6 +12,7 @@ pub mod gguf;
 pub mod gguf_writer;
 pub mod kernels;
 pub mod layout;
+pub mod lora;
 pub mod matrices;
 pub mod model;
 pub mod ops;
@@ -27,6 +28,7 @@ pub mod weights;
 
 pub use batch::{Batch, BatchItem};
 pub use error::{ModelError, Result};
+pub use lora::{AdapterScale, LoraAdapter, LoraStack};
 pub use model::{resident_bytes, LoadReport, Model};
 pub use session::Session;
 pub use weights::LoadOptions;

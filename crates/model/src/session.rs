@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
 use crate::forward::{run_pass, Scratch, Segment};
+use crate::lora::LoraStack;
 use crate::model::Model;
 
 /// Prompt positions processed per pass during prefill (bounds scratch memory).
@@ -17,6 +18,8 @@ pub struct Session {
     cache: KvCache,
     pool: Arc<rayon::ThreadPool>,
     scratch: Scratch,
+    /// Adapters added to the model's matrices (none: the base model).
+    lora: Option<Arc<LoraStack>>,
 }
 
 impl Session {
@@ -28,6 +31,37 @@ impl Session {
             cache,
             pool,
             scratch: Scratch::default(),
+            lora: None,
+        }
+    }
+
+    /// Runs later passes with `lora`'s adapters (or none), which must have been checked
+    /// against this session's model. The cache is emptied: what it held was computed without
+    /// them.
+    pub fn set_lora(&mut self, lora: Option<Arc<LoraStack>>) -> Result<()> {
+        if let Some(stack) = &lora {
+            if !stack.fits(&self.model) {
+                return Err(ModelError::Kernel(
+                    "the adapters were checked against another model than the session's".into(),
+                ));
+            }
+        }
+        self.cache.truncate(0);
+        self.lora = lora;
+        Ok(())
+    }
+
+    /// The adapters this session applies, if any.
+    pub fn lora(&self) -> Option<&Arc<LoraStack>> {
+        self.lora.as_ref()
+    }
+
+    /// Whether this session applies the same adapters as `lora` (so its cache is valid there).
+    pub fn same_lora(&self, lora: Option<&LoraStack>) -> bool {
+        match (self.lora.as_deref(), lora) {
+            (None, None) => true,
+            (Some(mine), Some(other)) => mine.same_as(other),
+            _ => false,
         }
     }
 
@@ -119,6 +153,7 @@ impl Session {
             start_pos,
             rows,
             head_rows,
+            lora: self.lora.as_deref(),
         }
     }
 
@@ -135,6 +170,7 @@ impl Session {
                 start_pos,
                 rows: tokens.len(),
                 head_rows,
+                lora: self.lora.as_deref(),
             };
             run_pass(&model, &pool, &mut self.scratch, tokens, &mut [segment])
         };

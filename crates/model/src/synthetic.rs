@@ -284,3 +284,53 @@ fn add_byte_tokenizer(w: &mut GgufWriter, vocab_size: usize) {
         ),
     );
 }
+
+/// A seeded random adapter for `model`: a module of rank `rank` on each of `targets` in every
+/// layer (and on the head when `targets` holds `Head` and the model has `output.weight`), A
+/// and B uniform in ±`bound`.
+pub fn random_adapter(
+    model: &crate::Model,
+    targets: &[crate::lora::LoraTarget],
+    rank: usize,
+    alpha: f32,
+    bound: f32,
+    seed: u64,
+) -> crate::LoraAdapter {
+    use crate::lora::{LoraModule, LoraTarget};
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut uniform =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+    let layers = (0..model.config.layer_count).map(Some).chain([None]);
+    let mut modules = Vec::new();
+    for layer in layers {
+        for &target in targets {
+            if layer.is_none() != (target == LoraTarget::Head) {
+                continue;
+            }
+            let base = target.base_tensor(layer);
+            let Some(info) = model.file().tensor(&base) else {
+                continue;
+            };
+            let (n_in, n_out) = (info.dims[0], info.dims[1]);
+            let a = uniform(rank * n_in);
+            let b = uniform(n_out * rank);
+            modules.push(LoraModule {
+                base,
+                layer,
+                target,
+                rank,
+                n_in,
+                n_out,
+                a,
+                b,
+            });
+        }
+    }
+    crate::LoraAdapter {
+        path: Default::default(),
+        architecture: model.config.architecture.name().into(),
+        name: Some(format!("random-{seed}")),
+        alpha,
+        modules,
+    }
+}

@@ -1,8 +1,10 @@
 //! The types above the queue: a validated generation (`Job`), what a worker reports about it (`Event`) and its outcome (`Summary`); routes send them, the scheduler queues them, workers run them.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use pipespec_decode::{GenerationConfig, LevelReport, SpeculationConfig, Strategy};
+use pipespec_model::LoraStack;
 use tokio::sync::mpsc;
 
 use crate::errors::ApiError;
@@ -20,6 +22,9 @@ pub struct Job {
     pub arrived: Instant,
     /// Where the worker sends text and the outcome; closed when the client went away.
     pub events: mpsc::UnboundedSender<Event>,
+    /// The adapters of the `--lora-modules` entry the request named, in place of the
+    /// target's own (None: the chain as loaded).
+    pub adapter: Option<Arc<LoraStack>>,
 }
 
 /// What a worker reports about a job.

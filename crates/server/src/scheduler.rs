@@ -203,7 +203,12 @@ fn run_worker(engine: &Engine, batch: &BatchEngine, shared: &Arc<Shared>) {
             shared.metrics.clone(),
         );
         let caches = reused.map(|chain| chain.caches).unwrap_or_default();
-        let kept = match engine.chain.build_batched_from(batch, positions, caches) {
+        let adapted = job
+            .adapter
+            .clone()
+            .map(|lora| engine.chain.with_target_lora(Some(lora)));
+        let chain = adapted.as_ref().unwrap_or(&engine.chain);
+        let kept = match chain.build_batched_from(batch, positions, caches) {
             Ok(mut levels) => {
                 worker::run(&mut levels, engine, job, &shared.metrics, &shared.policy);
                 Some(IdleChain {

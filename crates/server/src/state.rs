@@ -5,6 +5,7 @@ use std::sync::Arc;
 use pipespec_decode::{ChainBuilder, LevelSpec, Strategy};
 use pipespec_model::chat::{ChatMessage, ChatTemplate};
 use pipespec_model::tokenizer::Tokenizer;
+use pipespec_model::LoraStack;
 
 use crate::errors::{ApiError, ErrorKind};
 
@@ -19,6 +20,8 @@ pub struct Engine {
     pub tokenizer: Arc<Tokenizer>,
     /// None when the target has no chat template: chat requests are then refused.
     pub template: Option<ChatTemplate>,
+    /// `--lora-modules`: adapters a request selects by naming them in `model`.
+    pub adapters: Vec<(String, Arc<LoraStack>)>,
 }
 
 impl Engine {
@@ -52,7 +55,61 @@ impl Engine {
             chain,
             tokenizer,
             template,
+            adapters: Vec::new(),
         })
+    }
+
+    /// This engine serving `adapters` too, each under its name (which must differ from the
+    /// model's and from each other).
+    pub fn with_adapters(
+        mut self,
+        adapters: Vec<(String, Arc<LoraStack>)>,
+    ) -> Result<Engine, ApiError> {
+        for (index, (name, _)) in adapters.iter().enumerate() {
+            let taken = *name == self.model_id || adapters[..index].iter().any(|(n, _)| n == name);
+            if name.is_empty() || taken {
+                return Err(ApiError::internal(format!(
+                    "adapter name `{name}` is empty or already taken"
+                )));
+            }
+        }
+        self.adapters = adapters;
+        Ok(self)
+    }
+
+    /// Every id a request may name: the model's, then the adapters'.
+    pub fn model_ids(&self) -> Vec<String> {
+        let adapters = self.adapters.iter().map(|(name, _)| name.clone());
+        std::iter::once(self.model_id.clone())
+            .chain(adapters)
+            .collect()
+    }
+
+    /// The id to answer with and the adapters to run for a request's `model` (absent: the
+    /// model as loaded); an unknown id is a 404 naming what is served.
+    pub fn resolve_model(
+        &self,
+        requested: Option<&str>,
+    ) -> Result<(String, Option<Arc<LoraStack>>), ApiError> {
+        let Some(requested) = requested.filter(|r| *r != self.model_id) else {
+            return Ok((self.model_id.clone(), None));
+        };
+        match self.adapters.iter().find(|(name, _)| name == requested) {
+            Some((name, stack)) => Ok((name.clone(), Some(stack.clone()))),
+            None => Err(ApiError::new(
+                ErrorKind::ModelNotFound,
+                format!(
+                    "the model `{requested}` does not exist: this server serves {}",
+                    self.model_ids()
+                        .iter()
+                        .map(|id| format!("`{id}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_param("model")
+            .with_code("model_not_found")),
+        }
     }
 
     /// Fails unless `strategy` can run on the loaded chain.

@@ -31,20 +31,9 @@ pub struct Params {
 /// ask for more tokens than it holds.
 pub fn params(
     request: &GenerationRequest,
-    model_id: &str,
     config: &ServerConfig,
     capacity: usize,
 ) -> Result<Params, ApiError> {
-    if let Some(model) = &request.model {
-        if model != model_id {
-            return Err(ApiError::new(
-                ErrorKind::ModelNotFound,
-                format!("the model `{model}` does not exist: this server serves `{model_id}`"),
-            )
-            .with_param("model")
-            .with_code("model_not_found"));
-        }
-    }
     if let Some(n) = request.n {
         if n != 1 {
             return Err(ApiError::invalid_value(

@@ -62,7 +62,13 @@ impl ChainEngine {
             } else {
                 Cores::Shared(shared_pool.clone())
             };
-            let chain = loading::load_chain(&entries, settings.ngram, settings.ctx_size, cores)?;
+            let chain = loading::load_chain(
+                &entries,
+                settings.ngram,
+                settings.ctx_size,
+                cores,
+                &settings.lora,
+            )?;
             chain.builder.fit(&mut speculation, settings.run_ahead);
             let level_threads = chain.builder.level_threads();
             let used = match runnable_levels(strategy, &chain.builder.kinds()) {

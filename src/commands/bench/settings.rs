@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use pipespec_decode::{SamplingParams, SpeculationConfig, Strategy};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, LoraArgs};
 use crate::loading::{self, ChainEntry};
 use crate::suites::Suite;
 
@@ -34,6 +34,8 @@ pub struct BenchSettings {
     pub ignore_eos: bool,
     /// (shortest, longest) suffix the ngram level matches.
     pub ngram: (usize, usize),
+    /// Adapters on the target (and drafters).
+    pub lora: LoraArgs,
 }
 
 impl BenchSettings {
@@ -75,6 +77,7 @@ impl BenchSettings {
             sampling,
             ignore_eos: args.ignore_eos,
             ngram: (args.ngram_min, args.ngram_max),
+            lora: args.lora,
         };
         for strategy in Strategy::ALL {
             settings

@@ -6,7 +6,7 @@ mod cores;
 
 use std::sync::Arc;
 
-use pipespec_model::{Model, Session};
+use pipespec_model::{LoraStack, Model, Session};
 
 pub use cores::{split_threads, thread_pool, Cores};
 
@@ -54,8 +54,13 @@ impl LevelKind {
 pub enum LevelSpec {
     /// The n-gram drafter with its match range (tokens).
     Ngram { min: usize, max: usize },
-    /// A model level named `name` (in reports); the weights are shared by every build.
-    Model { name: String, model: Arc<Model> },
+    /// A model level named `name` (in reports); the weights are shared by every build, and
+    /// `lora`'s adapters (checked against `model`) are added to them in every pass.
+    Model {
+        name: String,
+        model: Arc<Model>,
+        lora: Option<Arc<LoraStack>>,
+    },
 }
 
 impl LevelSpec {
@@ -78,8 +83,29 @@ impl LevelSpec {
         LevelSpec::Model {
             name: name.into(),
             model,
+            lora: None,
         }
     }
+
+    /// This spec with `lora`'s adapters on its model (an n-gram spec is returned unchanged).
+    pub fn with_lora(self, lora: Option<Arc<LoraStack>>) -> LevelSpec {
+        match self {
+            LevelSpec::Model { name, model, .. } => LevelSpec::Model { name, model, lora },
+            ngram => ngram,
+        }
+    }
+}
+
+/// A fresh session on `model` with `lora`'s adapters.
+fn session(
+    model: &Arc<Model>,
+    lora: &Option<Arc<LoraStack>>,
+    capacity: usize,
+    pool: Arc<rayon::ThreadPool>,
+) -> Result<Session> {
+    let mut session = Session::new(model.clone(), capacity, pool);
+    session.set_lora(lora.clone())?;
+    Ok(session)
 }
 
 /// A chain's recipe, checked once: levels smallest first with a model last (the target),
@@ -129,6 +155,20 @@ impl ChainBuilder {
         &self.specs
     }
 
+    /// This recipe with the target's adapters replaced by `lora` (a server request naming an
+    /// adapter): the drafters stay as they are, so their drafts come from their own weights.
+    pub fn with_target_lora(&self, lora: Option<Arc<LoraStack>>) -> ChainBuilder {
+        let mut specs = self.specs.clone();
+        if let Some(target) = specs.pop() {
+            specs.push(target.with_lora(lora));
+        }
+        ChainBuilder {
+            specs,
+            capacity: self.capacity,
+            cores: self.cores.clone(),
+        }
+    }
+
     /// The kinds of the levels, smallest first: what `Strategy::levels` checks.
     pub fn kinds(&self) -> Vec<LevelKind> {
         self.specs.iter().map(LevelSpec::kind).collect()
@@ -174,11 +214,11 @@ impl ChainBuilder {
             .map(|(index, spec)| -> Result<Box<dyn Level>> {
                 Ok(match spec {
                     LevelSpec::Ngram { min, max } => Box::new(NgramLevel::new(*min, *max)?),
-                    LevelSpec::Model { name, model } => {
+                    LevelSpec::Model { name, model, lora } => {
                         let pool = self.cores.pool(index).clone();
                         let level = ModelLevel::new(
                             name.clone(),
-                            Session::new(model.clone(), self.capacity, pool),
+                            session(model, lora, self.capacity, pool)?,
                         );
                         match self.cores.lending_pool() {
                             Some(wide) => Box::new(level.with_borrowable_pool(wide.clone())),
@@ -219,20 +259,25 @@ impl ChainBuilder {
             .map(|(spec, cache)| -> Result<Box<dyn Level>> {
                 Ok(match spec {
                     LevelSpec::Ngram { min, max } => Box::new(NgramLevel::new(*min, *max)?),
-                    LevelSpec::Model { name, model } => {
+                    LevelSpec::Model { name, model, lora } => {
                         let fits = |cache: &CachedSequence| {
                             Arc::ptr_eq(cache.session.model(), model)
                                 && cache.session.capacity() >= capacity
+                                && cache.session.same_lora(lora.as_deref())
                         };
-                        let cached = cache.filter(fits).unwrap_or_else(|| CachedSequence {
-                            // The session's own pool is unused: the engine computes on its own.
-                            session: Session::new(
-                                model.clone(),
-                                capacity,
-                                self.cores.pool(0).clone(),
-                            ),
-                            tokens: Vec::new(),
-                        });
+                        let cached = match cache.filter(fits) {
+                            Some(cached) => cached,
+                            None => CachedSequence {
+                                // The session's own pool is unused: the engine computes on its own.
+                                session: session(
+                                    model,
+                                    lora,
+                                    capacity,
+                                    self.cores.pool(0).clone(),
+                                )?,
+                                tokens: Vec::new(),
+                            },
+                        };
                         let client = BatchClient::new(membership.clone());
                         Box::new(ModelLevel::batched(name.clone(), cached, client))
                     }

@@ -38,12 +38,8 @@ pub async fn generate(
     let body = body.map_err(|rejection| body_error(rejection, state.config.max_body_bytes))?;
     let request = request::parse(&body)?;
     let engine = state.engine.clone();
-    let params = validate::params(
-        &request,
-        &engine.model_id,
-        &state.config,
-        engine.chain.capacity(),
-    )?;
+    let (model_id, adapter) = engine.resolve_model(request.model.as_deref())?;
+    let params = validate::params(&request, &state.config, engine.chain.capacity())?;
     engine.check_strategy(params.strategy)?;
     let input = prompt(&request)?;
     let tokenizing = engine.clone();
@@ -72,6 +68,7 @@ pub async fn generate(
         stop: params.stop,
         arrived,
         events: sender,
+        adapter,
     })?;
     let meta = ResponseMeta {
         endpoint,
@@ -86,7 +83,7 @@ pub async fn generate(
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        model: engine.model_id.clone(),
+        model: model_id,
     };
     if params.stream {
         return Ok(sse::stream(meta, params.include_usage, events));

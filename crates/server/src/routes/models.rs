@@ -1,4 +1,4 @@
-//! `GET /v1/models`: the one model (the loaded chain's target) this server serves.
+//! `GET /v1/models`: the loaded chain's target, then each `--lora-modules` adapter on it.
 
 use axum::extract::State;
 use axum::Json;
@@ -29,11 +29,16 @@ pub struct ModelCard {
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
     Json(ModelList {
         object: ObjectKind::List,
-        data: vec![ModelCard {
-            id: state.engine.model_id.clone(),
-            object: ObjectKind::Model,
-            created: 0,
-            owned_by: "pipespec",
-        }],
+        data: state
+            .engine
+            .model_ids()
+            .into_iter()
+            .map(|id| ModelCard {
+                id,
+                object: ObjectKind::Model,
+                created: 0,
+                owned_by: "pipespec",
+            })
+            .collect(),
     })
 }
