@@ -27,6 +27,7 @@ fn job(prompt: &[u32], max_tokens: usize) -> (Job, mpsc::UnboundedReceiver<Event
         stop: Vec::new(),
         arrived: Instant::now(),
         events,
+        adapter: None,
     };
     (job, receiver)
 }
