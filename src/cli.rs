@@ -1,6 +1,9 @@
 //! Command-line flags, as parsed by clap before they are resolved into engine settings.
 
 mod examples;
+mod tune;
+
+pub use tune::TuneArgs;
 
 use std::path::PathBuf;
 
@@ -43,6 +46,9 @@ pub enum Command {
     /// Measure strategies side by side on a prompt suite: results.json, report.md and SVG plots in --out.
     #[command(after_help = examples::help(examples::BENCH))]
     Bench(BenchArgs),
+    /// Train a LoRA adapter on JSONL data or a built-in task, written in llama.cpp's format.
+    #[command(after_help = examples::help(examples::TUNE))]
+    Tune(TuneArgs),
 }
 
 /// Flags shared by every command that loads a model.

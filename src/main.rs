@@ -23,6 +23,7 @@ fn main() {
         cli::Command::Convert(args) => commands::convert::run(args),
         cli::Command::Serve(args) => commands::serve::run(args),
         cli::Command::Bench(args) => commands::bench::run(args),
+        cli::Command::Tune(args) => commands::tune::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -55,6 +55,15 @@ pub const BENCH: &[&str] = &[
     "--out",
     "bench-out",
 ];
+pub const TUNE: &[&str] = &[
+    "tune",
+    "--task",
+    "boolq",
+    "--max-steps",
+    "200",
+    "--out",
+    "boolq-lora.gguf",
+];
 
 #[cfg(test)]
 mod tests {
@@ -63,8 +72,8 @@ mod tests {
     use super::*;
     use crate::cli::Cli;
 
-    const ALL: [&[&str]; 8] = [
-        GENERATE, FETCH, TOKENIZE, INFO, PREDICT, CONVERT, SERVE, BENCH,
+    const ALL: [&[&str]; 9] = [
+        GENERATE, FETCH, TOKENIZE, INFO, PREDICT, CONVERT, SERVE, BENCH, TUNE,
     ];
 
     #[test]

@@ -7,3 +7,4 @@ pub mod info;
 pub mod predict;
 pub mod serve;
 pub mod tokenize;
+pub mod tune;

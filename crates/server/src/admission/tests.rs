@@ -67,8 +67,10 @@ fn jobs_enter_in_order_while_they_fit_and_idle_chains_make_room() {
 
 #[test]
 fn an_idle_chain_big_enough_is_reused_without_a_new_reservation() {
-    let mut queue = Queue::default();
-    queue.reserved = 100;
+    let mut queue = Queue {
+        reserved: 100,
+        ..Queue::default()
+    };
     queue.idle.extend([idle(60), idle(40)]);
     let (small, _keep) = job(&[1, 2], 10); // 14 positions
     queue.jobs.push_back(small);

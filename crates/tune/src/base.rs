@@ -1,0 +1,203 @@
+//! The frozen base model for training: every matrix dequantized once into a dense tensor, the
+//! norms, biases and RoPE tables beside them. Nothing here is trained.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use pipespec_model::config::{Config, RopeStyle};
+use pipespec_model::gguf::GgufFile;
+use pipespec_model::kernels;
+use pipespec_model::lora::LoraTarget;
+use pipespec_model::rope::Rope;
+use pipespec_model::weights::RawMatrix;
+use pipespec_model::{Model, ModelError};
+use rayon::prelude::*;
+
+use crate::error::{invalid, Result};
+
+/// One decoder layer's frozen tensors; matrices are `[n_out, n_in]`.
+pub struct FrozenLayer {
+    pub attention_norm: Tensor,
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub q_bias: Option<Tensor>,
+    pub k_bias: Option<Tensor>,
+    pub v_bias: Option<Tensor>,
+    pub output: Tensor,
+    pub ffn_norm: Tensor,
+    pub gate: Tensor,
+    pub up: Tensor,
+    pub down: Tensor,
+}
+
+impl FrozenLayer {
+    /// The matrix a layer target adapts.
+    pub fn matrix(&self, target: LoraTarget) -> &Tensor {
+        match target {
+            LoraTarget::Q => &self.q,
+            LoraTarget::K => &self.k,
+            LoraTarget::V => &self.v,
+            LoraTarget::Output => &self.output,
+            LoraTarget::Gate => &self.gate,
+            LoraTarget::Up => &self.up,
+            LoraTarget::Down | LoraTarget::Head => &self.down,
+        }
+    }
+}
+
+/// The whole frozen model.
+pub struct FrozenBase {
+    pub config: Config,
+    pub dtype: DType,
+    /// `[vocab, hidden]`, rows looked up per batch.
+    pub embedding: Tensor,
+    pub layers: Vec<FrozenLayer>,
+    pub output_norm: Tensor,
+    /// `[vocab, hidden]`: `output.weight`, or the embedding when the head is tied.
+    pub head: Tensor,
+    /// Whether the file has its own `output.weight` (an adapter may then cover the head).
+    pub separate_head: bool,
+    rope: Rope,
+}
+
+fn missing(file: &GgufFile, name: &str) -> ModelError {
+    ModelError::MissingTensor {
+        path: file.path().to_path_buf(),
+        name: name.to_string(),
+    }
+}
+
+/// A tensor of `file` dequantized into `rows × cols` values of `dtype`.
+fn dense(
+    file: &Arc<GgufFile>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    dtype: DType,
+) -> Result<Tensor> {
+    let info = file.tensor(name).ok_or_else(|| missing(file, name))?;
+    let raw = RawMatrix::from_gguf(file, info)?;
+    if raw.rows * raw.cols != rows * cols || raw.cols != cols {
+        return Err(invalid(format!(
+            "{}: tensor `{name}` is {}×{}, expected {rows}×{cols}",
+            file.path().display(),
+            raw.rows,
+            raw.cols
+        )));
+    }
+    let view = raw
+        .view()
+        .map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
+    let mut values = vec![0f32; rows * cols];
+    values
+        .par_chunks_mut(cols)
+        .enumerate()
+        .try_for_each(|(row, out)| kernels::dequantize_row(&view, row, out))
+        .map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
+    Ok(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?.to_dtype(dtype)?)
+}
+
+fn vector(file: &Arc<GgufFile>, name: &str, len: usize, dtype: DType) -> Result<Tensor> {
+    dense(file, name, 1, len, dtype)?
+        .reshape(len)
+        .map_err(Into::into)
+}
+
+fn optional_vector(
+    file: &Arc<GgufFile>,
+    name: &str,
+    len: usize,
+    dtype: DType,
+) -> Result<Option<Tensor>> {
+    match file.tensor(name) {
+        Some(_) => vector(file, name, len, dtype).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl FrozenBase {
+    /// Dequantizes `model`'s weights (read from its file) into tensors of `dtype` (F32, or F64
+    /// for gradient checks).
+    pub fn load(model: &Model, dtype: DType) -> Result<FrozenBase> {
+        let file = model.file();
+        let c = model.config.clone();
+        let (hidden, q_dim, kv_dim, ffn) =
+            (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let mut layers = Vec::with_capacity(c.layer_count);
+        for i in 0..c.layer_count {
+            let name = |suffix: &str| format!("blk.{i}.{suffix}");
+            let matrix = |suffix: &str, rows, cols| dense(file, &name(suffix), rows, cols, dtype);
+            layers.push(FrozenLayer {
+                attention_norm: vector(file, &name("attn_norm.weight"), hidden, dtype)?,
+                q: matrix("attn_q.weight", q_dim, hidden)?,
+                k: matrix("attn_k.weight", kv_dim, hidden)?,
+                v: matrix("attn_v.weight", kv_dim, hidden)?,
+                q_bias: optional_vector(file, &name("attn_q.bias"), q_dim, dtype)?,
+                k_bias: optional_vector(file, &name("attn_k.bias"), kv_dim, dtype)?,
+                v_bias: optional_vector(file, &name("attn_v.bias"), kv_dim, dtype)?,
+                output: matrix("attn_output.weight", hidden, q_dim)?,
+                ffn_norm: vector(file, &name("ffn_norm.weight"), hidden, dtype)?,
+                gate: matrix("ffn_gate.weight", ffn, hidden)?,
+                up: matrix("ffn_up.weight", ffn, hidden)?,
+                down: matrix("ffn_down.weight", hidden, ffn)?,
+            });
+        }
+        let embedding = dense(file, "token_embd.weight", c.vocab_size, hidden, dtype)?;
+        let separate_head = file.tensor("output.weight").is_some();
+        let head = if separate_head {
+            dense(file, "output.weight", c.vocab_size, hidden, dtype)?
+        } else {
+            embedding.clone()
+        };
+        let factors = match file.tensor("rope_freqs.weight") {
+            Some(_) => Some(
+                vector(file, "rope_freqs.weight", c.rope_dim / 2, DType::F32)?.to_vec1::<f32>()?,
+            ),
+            None => None,
+        };
+        let rope = Rope::new(&c, factors.as_deref());
+        Ok(FrozenBase {
+            output_norm: vector(file, "output_norm.weight", hidden, dtype)?,
+            config: c,
+            dtype,
+            embedding,
+            layers,
+            head,
+            separate_head,
+            rope,
+        })
+    }
+
+    /// `(cos, sin)` of positions `0..len`, each `[len, rope_dim / 2]`.
+    pub fn rope_tables(&self, len: usize) -> Result<(Tensor, Tensor)> {
+        let pairs = self.config.rope_dim / 2;
+        let mut table = Vec::new();
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(len * pairs),
+            Vec::with_capacity(len * pairs),
+        );
+        for position in 0..len {
+            self.rope.table_for(position, &mut table);
+            cos.extend_from_slice(&table[..pairs]);
+            sin.extend_from_slice(&table[pairs..]);
+        }
+        let tensor = |values: Vec<f32>| -> Result<Tensor> {
+            Ok(Tensor::from_vec(values, (len, pairs), &Device::Cpu)?.to_dtype(self.dtype)?)
+        };
+        Ok((tensor(cos)?, tensor(sin)?))
+    }
+
+    pub fn rope_style(&self) -> RopeStyle {
+        self.config.rope_style
+    }
+
+    /// The frozen matrix a module adapts (`layer` None: the head).
+    pub fn matrix(&self, layer: Option<usize>, target: LoraTarget) -> Option<&Tensor> {
+        match layer {
+            Some(l) => self.layers.get(l).map(|layer| layer.matrix(target)),
+            None if target == LoraTarget::Head && self.separate_head => Some(&self.head),
+            None => None,
+        }
+    }
+}

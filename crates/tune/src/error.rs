@@ -1,0 +1,31 @@
+//! The errors of fine-tuning, each naming what was wrong and where.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    #[error(transparent)]
+    Model(#[from] pipespec_model::ModelError),
+    #[error("tensor arithmetic failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{path}:{line}: {what}")]
+    Data {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, TuneError>;
+
+/// A `TuneError::Invalid` from anything printable.
+pub fn invalid(what: impl Into<String>) -> TuneError {
+    TuneError::Invalid(what.into())
+}

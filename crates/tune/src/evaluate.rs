@@ -1,0 +1,96 @@
+//! Scoring a tune: the mean loss of held-out label tokens (the training forward pass, no
+//! gradient), and exact match: the greedy completion, decoded by the inference engine with the
+//! adapter applied, equals the reference once both are trimmed.
+
+use std::sync::Arc;
+
+use pipespec_model::lora::LoraStack;
+use pipespec_model::tokenizer::Tokenizer;
+use pipespec_model::{Model, Session};
+
+use crate::base::FrozenBase;
+use crate::data::Example;
+use crate::error::Result;
+use crate::net::{self, TokenBatch};
+use crate::params::LoraParams;
+
+/// The mean cross-entropy over every label token of `examples`, in batches of `batch`.
+pub fn eval_loss(
+    base: &FrozenBase,
+    lora: Option<&LoraParams>,
+    examples: &[Example],
+    batch: usize,
+) -> Result<f64> {
+    let (mut total, mut count) = (0.0, 0usize);
+    for chunk in examples.chunks(batch.max(1)) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let batch = TokenBatch::new(&refs)?;
+        let mean = net::scalar(&net::loss(base, lora, &batch)?)?;
+        total += mean * batch.labels.len() as f64;
+        count += batch.labels.len();
+    }
+    Ok(total / count.max(1) as f64)
+}
+
+/// The index of the largest logit (the first of equals).
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &value) in logits.iter().enumerate() {
+        if value > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The greedy completion of `prompt`, at most `max_new` tokens, stopping at end of generation.
+pub fn greedy(
+    session: &mut Session,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    max_new: usize,
+) -> Result<String> {
+    session.truncate(0);
+    let mut next = argmax(session.forward_last(prompt, 0)?);
+    let mut produced = Vec::new();
+    while !tokenizer.is_end_of_generation(next) && produced.len() < max_new {
+        produced.push(next);
+        if produced.len() == max_new {
+            break;
+        }
+        let position = prompt.len() + produced.len() - 1;
+        next = argmax(session.forward_last(&[next], position)?);
+    }
+    Ok(tokenizer.decode(&produced, false)?)
+}
+
+/// The share of `examples` whose greedy completion (up to the reference's length plus two
+/// tokens) equals the reference, both trimmed.
+pub fn exact_match(
+    model: &Arc<Model>,
+    tokenizer: &Tokenizer,
+    lora: Option<Arc<LoraStack>>,
+    examples: &[Example],
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<f64> {
+    if examples.is_empty() {
+        return Ok(0.0);
+    }
+    let longest = examples
+        .iter()
+        .map(|e| e.tokens.len() + 2)
+        .max()
+        .unwrap_or(1);
+    let mut session = Session::new(model.clone(), longest, pool.clone());
+    session.set_lora(lora)?;
+    let mut hits = 0;
+    for example in examples {
+        let labels = example.label.iter().filter(|&&l| l).count();
+        let prompt = &example.tokens[..example.prompt_len];
+        let text = greedy(&mut session, tokenizer, prompt, labels + 2)?;
+        if text.trim() == example.reference.trim() {
+            hits += 1;
+        }
+    }
+    Ok(hits as f64 / examples.len() as f64)
+}

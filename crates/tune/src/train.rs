@@ -1,0 +1,235 @@
+//! The training loop: evaluate, train every epoch over shuffled batches, evaluate again, and
+//! hand back the adapter with the report.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::DType;
+use pipespec_model::lora::{AdapterScale, LoraAdapter, LoraStack, LoraTarget};
+use pipespec_model::tokenizer::Tokenizer;
+use pipespec_model::Model;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::base::FrozenBase;
+use crate::data::{Dataset, Example};
+use crate::error::{invalid, Result};
+use crate::evaluate::{eval_loss, exact_match};
+use crate::net::{self, TokenBatch};
+use crate::optim::{Decay, Optimizer, Schedule};
+use crate::params::LoraParams;
+use crate::report::{peak_rss_bytes, TuneReport};
+
+/// The knobs of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneOptions {
+    pub rank: usize,
+    pub alpha: f32,
+    pub targets: Vec<LoraTarget>,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub batch: usize,
+    pub seed: u64,
+    /// Warm-up steps; None: 5% of the run.
+    pub warmup_steps: Option<usize>,
+    pub decay: Decay,
+    pub weight_decay: f64,
+    /// Global gradient norm clip (≤ 0: none).
+    pub clip: f64,
+    /// Stop after this many steps (the schedule spans them).
+    pub max_steps: Option<usize>,
+    /// Evaluate (loss and exact match, before and after) on at most this many of the
+    /// evaluation examples, the first ones (0: no evaluation).
+    pub eval_limit: usize,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        TuneOptions {
+            rank: 8,
+            alpha: 16.0,
+            targets: LoraTarget::LAYER.to_vec(),
+            epochs: 1,
+            learning_rate: 2e-4,
+            batch: 4,
+            seed: 0,
+            warmup_steps: None,
+            decay: Decay::Cosine,
+            weight_decay: 0.0,
+            clip: 1.0,
+            max_steps: None,
+            eval_limit: 200,
+        }
+    }
+}
+
+/// Progress, for a bar or a log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TuneEvent {
+    Evaluating {
+        after: bool,
+    },
+    Step {
+        step: usize,
+        total: usize,
+        loss: f64,
+        rate: f64,
+        tokens: usize,
+        seconds: f64,
+    },
+    Epoch {
+        epoch: usize,
+        mean_loss: f64,
+    },
+}
+
+/// The batches of one epoch: example indices shuffled by `seed` and `epoch`.
+fn epoch_order(count: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    order.shuffle(&mut rng);
+    order
+}
+
+/// The base with the adapter being trained, for the inference engine.
+fn stack_of(model: &Model, adapter: LoraAdapter) -> Result<Arc<LoraStack>> {
+    let scaled = AdapterScale {
+        adapter: Arc::new(adapter),
+        user_scale: 1.0,
+    };
+    Ok(Arc::new(LoraStack::new(model, vec![scaled])?))
+}
+
+/// Everything a run reads.
+pub struct TuneInputs<'a> {
+    pub model: &'a Arc<Model>,
+    pub tokenizer: &'a Tokenizer,
+    pub train: &'a Dataset,
+    pub eval: Option<&'a Dataset>,
+    pub pool: &'a Arc<rayon::ThreadPool>,
+}
+
+/// Trains an adapter on `inputs.train`; returns it (path unset) and the report (adapter unset).
+pub fn tune(
+    inputs: &TuneInputs,
+    options: &TuneOptions,
+    on_event: &mut (dyn FnMut(TuneEvent) + Send),
+) -> Result<(LoraAdapter, TuneReport)> {
+    let started = Instant::now();
+    if options.batch == 0 || options.epochs == 0 {
+        return Err(invalid("--batch and --epochs must be at least 1"));
+    }
+    if !(options.learning_rate.is_finite() && options.learning_rate > 0.0) {
+        return Err(invalid(format!(
+            "--lr must be a positive number, not {}",
+            options.learning_rate
+        )));
+    }
+    let examples = &inputs.train.examples;
+    let architecture = inputs.model.config.architecture.name();
+    inputs.pool.install(|| {
+        let base = FrozenBase::load(inputs.model, DType::F32)?;
+        let params = LoraParams::init(
+            &base,
+            &options.targets,
+            options.rank,
+            options.alpha,
+            options.seed,
+        )?;
+        let per_epoch = examples.len().div_ceil(options.batch);
+        let total = (per_epoch * options.epochs).min(options.max_steps.unwrap_or(usize::MAX));
+        let schedule = Schedule {
+            peak: options.learning_rate,
+            warmup: options.warmup_steps.unwrap_or(total.div_ceil(20)),
+            total,
+            decay: options.decay,
+        };
+        let mut report = TuneReport {
+            examples: examples.len(),
+            skipped: inputs.train.skipped,
+            trainable_parameters: params.parameter_count(),
+            ..TuneReport::default()
+        };
+        let all_eval: &[Example] = inputs.eval.map_or(&[], |d| &d.examples);
+        let eval_examples = &all_eval[..all_eval.len().min(options.eval_limit)];
+        report.eval_examples = eval_examples.len();
+        let evaluate = |params: Option<&LoraParams>,
+                        after: bool,
+                        on_event: &mut (dyn FnMut(TuneEvent) + Send)|
+         -> Result<(Option<f64>, Option<f64>)> {
+            if eval_examples.is_empty() {
+                return Ok((None, None));
+            }
+            on_event(TuneEvent::Evaluating { after });
+            let loss = eval_loss(&base, params, eval_examples, options.batch)?;
+            let stack = match params {
+                Some(p) => Some(stack_of(inputs.model, p.to_adapter(architecture, None)?)?),
+                None => None,
+            };
+            let matched = exact_match(
+                inputs.model,
+                inputs.tokenizer,
+                stack,
+                eval_examples,
+                inputs.pool,
+            )?;
+            Ok((Some(loss), Some(matched)))
+        };
+        (report.eval_loss_before, report.eval_exact_match_before) =
+            evaluate(None, false, on_event)?;
+        let mut optimizer = Optimizer::new(params.vars(), options.weight_decay, options.clip)?;
+        let train_started = Instant::now();
+        let mut step = 0;
+        'epochs: for epoch in 0..options.epochs {
+            let (mut loss_sum, mut batches) = (0.0, 0);
+            for indices in epoch_order(examples.len(), options.seed, epoch).chunks(options.batch) {
+                if step == total {
+                    break 'epochs;
+                }
+                let chosen: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
+                let batch = TokenBatch::new(&chosen)?;
+                let loss = net::loss(&base, Some(&params), &batch)?;
+                let value = net::scalar(&loss)?;
+                if !value.is_finite() {
+                    return Err(invalid(format!(
+                        "the loss became {value} at step {}: lower --lr",
+                        step + 1
+                    )));
+                }
+                let rate = schedule.rate(step);
+                optimizer.step(&loss, rate)?;
+                step += 1;
+                report.tokens_trained += batch.real_tokens;
+                loss_sum += value;
+                batches += 1;
+                on_event(TuneEvent::Step {
+                    step,
+                    total,
+                    loss: value,
+                    rate,
+                    tokens: report.tokens_trained,
+                    seconds: train_started.elapsed().as_secs_f64(),
+                });
+            }
+            if batches > 0 {
+                let mean_loss = loss_sum / batches as f64;
+                report.train_loss.push(mean_loss);
+                on_event(TuneEvent::Epoch {
+                    epoch: epoch + 1,
+                    mean_loss,
+                });
+            }
+        }
+        report.steps = step;
+        report.train_s = train_started.elapsed().as_secs_f64();
+        report.tokens_per_s = report.tokens_trained as f64 / report.train_s.max(1e-9);
+        (report.eval_loss_after, report.eval_exact_match_after) =
+            evaluate(Some(&params), true, on_event)?;
+        let adapter = params.to_adapter(architecture, None)?;
+        report.peak_rss_bytes = peak_rss_bytes();
+        report.wall_s = started.elapsed().as_secs_f64();
+        Ok((adapter, report))
+    })
+}
