@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use pipespec_model::config::{Config, RopeStyle};
+use pipespec_model::config::Config;
 use pipespec_model::gguf::GgufFile;
 use pipespec_model::kernels;
 use pipespec_model::lora::LoraTarget;
@@ -14,6 +14,8 @@ use pipespec_model::{Model, ModelError};
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result};
+use crate::ops::attention::Segment;
+use crate::ops::rotary::Rotary;
 
 /// One decoder layer's frozen tensors; matrices are `[n_out, n_in]`.
 pub struct FrozenLayer {
@@ -169,27 +171,22 @@ impl FrozenBase {
         })
     }
 
-    /// `(cos, sin)` of positions `0..len`, each `[len, rope_dim / 2]`.
-    pub fn rope_tables(&self, len: usize) -> Result<(Tensor, Tensor)> {
-        let pairs = self.config.rope_dim / 2;
-        let mut table = Vec::new();
-        let (mut cos, mut sin) = (
-            Vec::with_capacity(len * pairs),
-            Vec::with_capacity(len * pairs),
-        );
-        for position in 0..len {
-            self.rope.table_for(position, &mut table);
-            cos.extend_from_slice(&table[..pairs]);
-            sin.extend_from_slice(&table[pairs..]);
+    /// The rotary angles of every row of a packed batch (positions restart at each segment).
+    pub fn rotary(&self, segments: &[Segment]) -> Rotary {
+        let longest = segments.iter().map(|s| s.len).max().unwrap_or(0);
+        let width = self.rope.table_width();
+        let mut by_position = Vec::with_capacity(longest * width);
+        self.rope.extend_tables(0, longest, &mut by_position);
+        let tables = segments
+            .iter()
+            .flat_map(|s| by_position[..s.len * width].iter().copied())
+            .collect();
+        Rotary {
+            tables: Arc::new(tables),
+            rope_dim: self.config.rope_dim,
+            head_dim: self.config.head_dim,
+            style: self.config.rope_style,
         }
-        let tensor = |values: Vec<f32>| -> Result<Tensor> {
-            Ok(Tensor::from_vec(values, (len, pairs), &Device::Cpu)?.to_dtype(self.dtype)?)
-        };
-        Ok((tensor(cos)?, tensor(sin)?))
-    }
-
-    pub fn rope_style(&self) -> RopeStyle {
-        self.config.rope_style
     }
 
     /// The frozen matrix a module adapts (`layer` None: the head).

@@ -182,11 +182,14 @@ pub fn tune(
         let mut optimizer = Optimizer::new(params.vars(), options.weight_decay, options.clip)?;
         let train_started = Instant::now();
         let mut step = 0;
-        'epochs: for epoch in 0..options.epochs {
+        for epoch in 0..options.epochs {
+            if step == total {
+                break;
+            }
             let (mut loss_sum, mut batches) = (0.0, 0);
             for indices in epoch_order(examples.len(), options.seed, epoch).chunks(options.batch) {
                 if step == total {
-                    break 'epochs;
+                    break;
                 }
                 let chosen: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
                 let batch = TokenBatch::new(&chosen)?;
@@ -201,7 +204,7 @@ pub fn tune(
                 let rate = schedule.rate(step);
                 optimizer.step(&loss, rate)?;
                 step += 1;
-                report.tokens_trained += batch.real_tokens;
+                report.tokens_trained += batch.tokens();
                 loss_sum += value;
                 batches += 1;
                 on_event(TuneEvent::Step {
