@@ -22,7 +22,7 @@ export LD_LIBRARY_PATH="$(dirname "$LLAMA_COMPLETION")${LD_LIBRARY_PATH:+:$LD_LI
 
 cargo build --release --quiet
 PIPESPEC=./target/release/pipespec
-BASE=${2:-$($PIPESPEC fetch 2>/dev/null | sed -n 's/^default model ready: //p')}
+BASE=${2:-$($PIPESPEC fetch 2>&1 | sed -n 's/^default model ready: //p')}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

@@ -6,5 +6,6 @@ mod cli_errors;
 mod cli_generate;
 mod cli_help;
 mod cli_serve;
+mod cli_tune;
 mod golden;
 mod util;

@@ -23,8 +23,12 @@ pub struct TuneArgs {
     #[arg(long)]
     pub task: Option<String>,
     /// Where to write the adapter (llama.cpp's GGUF LoRA format).
-    #[arg(long, short = 'o')]
-    pub out: PathBuf,
+    #[arg(long, short = 'o', required_unless_present = "export_task")]
+    pub out: Option<PathBuf>,
+    /// Write the --task's pairs as DIR/train.jsonl and DIR/eval.jsonl (the prompt/completion
+    /// lines --data and --eval read, for other trainers too) and exit without training.
+    #[arg(long, value_name = "DIR", requires = "task")]
+    pub export_task: Option<PathBuf>,
     /// The adapter's rank.
     #[arg(long, default_value_t = 8)]
     pub rank: usize,

