@@ -15,16 +15,7 @@ use pipespec_model::{
     AdapterScale, Batch, BatchItem, LoadOptions, LoraAdapter, LoraStack, Model, ModelError, Session,
 };
 
-const ALL: [LoraTarget; 8] = [
-    LoraTarget::Q,
-    LoraTarget::K,
-    LoraTarget::V,
-    LoraTarget::Output,
-    LoraTarget::Gate,
-    LoraTarget::Up,
-    LoraTarget::Down,
-    LoraTarget::Head,
-];
+const ALL: [LoraTarget; 8] = LoraTarget::ALL;
 
 fn write_model(spec: &SyntheticSpec, dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);

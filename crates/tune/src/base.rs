@@ -34,16 +34,17 @@ pub struct FrozenLayer {
 }
 
 impl FrozenLayer {
-    /// The matrix a layer target adapts.
-    pub fn matrix(&self, target: LoraTarget) -> &Tensor {
+    /// The matrix a layer target adapts (None for the head, which is not in a layer).
+    pub fn matrix(&self, target: LoraTarget) -> Option<&Tensor> {
         match target {
-            LoraTarget::Q => &self.q,
-            LoraTarget::K => &self.k,
-            LoraTarget::V => &self.v,
-            LoraTarget::Output => &self.output,
-            LoraTarget::Gate => &self.gate,
-            LoraTarget::Up => &self.up,
-            LoraTarget::Down | LoraTarget::Head => &self.down,
+            LoraTarget::Q => Some(&self.q),
+            LoraTarget::K => Some(&self.k),
+            LoraTarget::V => Some(&self.v),
+            LoraTarget::Output => Some(&self.output),
+            LoraTarget::Gate => Some(&self.gate),
+            LoraTarget::Up => Some(&self.up),
+            LoraTarget::Down => Some(&self.down),
+            LoraTarget::Head => None,
         }
     }
 }
@@ -192,7 +193,7 @@ impl FrozenBase {
     /// The frozen matrix a module adapts (`layer` None: the head).
     pub fn matrix(&self, layer: Option<usize>, target: LoraTarget) -> Option<&Tensor> {
         match layer {
-            Some(l) => self.layers.get(l).map(|layer| layer.matrix(target)),
+            Some(l) => self.layers.get(l).and_then(|layer| layer.matrix(target)),
             None if target == LoraTarget::Head && self.separate_head => Some(&self.head),
             None => None,
         }

@@ -15,16 +15,7 @@ use pipespec_tune::data::Example;
 use pipespec_tune::net::{loss, scalar, TokenBatch};
 use pipespec_tune::params::LoraParams;
 
-const ALL: [LoraTarget; 8] = [
-    LoraTarget::Q,
-    LoraTarget::K,
-    LoraTarget::V,
-    LoraTarget::Output,
-    LoraTarget::Gate,
-    LoraTarget::Up,
-    LoraTarget::Down,
-    LoraTarget::Head,
-];
+const ALL: [LoraTarget; 8] = LoraTarget::ALL;
 
 fn load(spec: &SyntheticSpec, dir: &Path) -> Arc<Model> {
     let path: PathBuf = dir.join(format!("model-{}.gguf", spec.seed));

@@ -20,6 +20,15 @@ fn tiny(dir: &Path) -> (Arc<Model>, Tokenizer) {
     (model, tokenizer)
 }
 
+/// An encoder for prompt/completion data (no chat template).
+fn plain_encoder(tokenizer: &Tokenizer, max_seq: usize) -> Encoder<'_> {
+    Encoder {
+        tokenizer,
+        template: None,
+        max_seq,
+    }
+}
+
 fn pairs() -> Vec<(String, String)> {
     ["red", "blue", "green", "gray"]
         .iter()
@@ -32,11 +41,7 @@ fn pairs() -> Vec<(String, String)> {
 fn tuning_lowers_the_loss_and_teaches_the_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (model, tokenizer) = tiny(dir.path());
-    let encoder = Encoder {
-        tokenizer: &tokenizer,
-        template: None,
-        max_seq: 64,
-    };
+    let encoder = plain_encoder(&tokenizer, 64);
     let data: Dataset = encoder.pairs(&pairs()).unwrap();
     let options = TuneOptions {
         rank: 4,
@@ -80,11 +85,7 @@ fn tuning_lowers_the_loss_and_teaches_the_answers() {
 fn a_bad_learning_rate_or_batch_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (model, tokenizer) = tiny(dir.path());
-    let encoder = Encoder {
-        tokenizer: &tokenizer,
-        template: None,
-        max_seq: 64,
-    };
+    let encoder = plain_encoder(&tokenizer, 64);
     let data = encoder.pairs(&pairs()).unwrap();
     let threads = pool(1);
     let inputs = TuneInputs {
@@ -204,11 +205,7 @@ fn completions_and_assistant_replies_are_the_labels() {
 fn long_prompts_lose_their_oldest_tokens_and_hopeless_lines_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let (_model, tokenizer) = tiny(dir.path());
-    let encoder = Encoder {
-        tokenizer: &tokenizer,
-        template: None,
-        max_seq: 8,
-    };
+    let encoder = plain_encoder(&tokenizer, 8);
     let prompt = "0123456789abcdef";
     let data = encoder
         .pairs(&[
@@ -235,11 +232,7 @@ fn long_prompts_lose_their_oldest_tokens_and_hopeless_lines_are_counted() {
 fn bad_lines_are_named_with_their_line_number() {
     let dir = tempfile::tempdir().unwrap();
     let (_model, tokenizer) = tiny(dir.path());
-    let encoder = Encoder {
-        tokenizer: &tokenizer,
-        template: None,
-        max_seq: 64,
-    };
+    let encoder = plain_encoder(&tokenizer, 64);
     let path = Path::new("train.jsonl");
     for (text, needle) in [
         (

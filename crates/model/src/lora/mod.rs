@@ -40,6 +40,18 @@ impl LoraTarget {
         LoraTarget::Down,
     ];
 
+    /// Every target: the layer targets, then the head.
+    pub const ALL: [LoraTarget; 8] = [
+        LoraTarget::Q,
+        LoraTarget::K,
+        LoraTarget::V,
+        LoraTarget::Output,
+        LoraTarget::Gate,
+        LoraTarget::Up,
+        LoraTarget::Down,
+        LoraTarget::Head,
+    ];
+
     /// The base tensor's name inside a layer (`attn_q` of `blk.N.attn_q.weight`).
     pub fn tensor_stem(self) -> &'static str {
         match self {
