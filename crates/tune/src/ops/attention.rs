@@ -1,7 +1,7 @@
 //! Causal self-attention over packed sequences: the rows of several examples lie one after
 //! another with no padding, and each row attends to the rows of its own segment up to itself.
-//! The backward pass recomputes the probabilities row by row (as flash attention does) instead
-//! of keeping an `n × n` matrix per head and layer.
+//! Each (segment, kv head) is one task of matrix products; the backward pass recomputes the
+//! probabilities instead of keeping an `n × n` matrix per head and layer.
 
 use std::sync::Arc;
 
@@ -9,7 +9,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{axpy, contiguous, dot, tensor_like, values, Element};
+use super::product::{product, View};
+use super::{contiguous, dot, tensor_like, values, Element};
 
 /// One sequence's rows in the packed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,23 +41,6 @@ pub fn causal_attention(
         .apply_op3(&k.contiguous()?, &v.contiguous()?, attention.clone())
 }
 
-/// The strided rows of one head: row `i` of the segment is `data[(start + i)·stride + offset..][..d]`.
-struct HeadRows<'a, T> {
-    data: &'a [T],
-    stride: usize,
-    offset: usize,
-    start: usize,
-    dim: usize,
-}
-
-impl<'a, T> HeadRows<'a, T> {
-    #[inline]
-    fn row(&self, i: usize) -> &'a [T] {
-        let at = (self.start + i) * self.stride + self.offset;
-        &self.data[at..at + self.dim]
-    }
-}
-
 impl CausalAttention {
     fn group(&self) -> usize {
         self.heads / self.kv_heads
@@ -79,31 +63,64 @@ impl CausalAttention {
         Ok(())
     }
 
-    fn rows<'a, T>(&self, data: &'a [T], heads: usize, head: usize, s: Segment) -> HeadRows<'a, T> {
-        HeadRows {
-            data,
-            stride: heads * self.head_dim,
-            offset: head * self.head_dim,
-            start: s.start,
-            dim: self.head_dim,
+    /// Head `head`'s `d` columns of segment `s`'s rows, in a `[rows, heads·d]` matrix.
+    fn head_view(&self, heads: usize, head: usize, s: Segment) -> View {
+        let stride = heads * self.head_dim;
+        View {
+            rows: s.len,
+            cols: self.head_dim,
+            offset: s.start * stride + head * self.head_dim,
+            row_stride: stride,
+            col_stride: 1,
         }
     }
 
-    /// Row `i`'s probabilities over rows `0..=i` into `p` (scaled scores, then softmax).
-    fn probabilities<T: Element>(q: &[T], keys: &HeadRows<T>, i: usize, scale: T, p: &mut Vec<T>) {
-        p.clear();
-        p.extend((0..=i).map(|j| scale * dot(q, keys.row(j))));
-        let max = p
-            .iter()
-            .fold(T::neg_infinity(), |m, &x| num_traits::Float::max(m, x));
-        let mut sum = T::zero();
-        for x in p.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
+    /// Group member `g`'s columns of a task's `[n, group·d]` part.
+    fn part_view(&self, n: usize, g: usize) -> View {
+        View {
+            rows: n,
+            cols: self.head_dim,
+            offset: g * self.head_dim,
+            row_stride: self.group() * self.head_dim,
+            col_stride: 1,
         }
-        for x in p.iter_mut() {
-            *x /= sum;
+    }
+
+    /// Scaled scores `n × n` in, causal probabilities out (zero above the diagonal).
+    fn softmax_causal<T: Element>(scores: &mut [T], n: usize, scale: T) {
+        for (i, row) in scores.chunks_exact_mut(n).enumerate() {
+            let (seen, future) = row.split_at_mut(i + 1);
+            let mut max = T::neg_infinity();
+            for x in seen.iter_mut() {
+                *x *= scale;
+                max = num_traits::Float::max(max, *x);
+            }
+            let mut sum = T::zero();
+            for x in seen.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            for x in seen.iter_mut() {
+                *x /= sum;
+            }
+            future.fill(T::zero());
         }
+    }
+
+    /// Head `head`'s probabilities over segment `s` into `p` (`n × n`).
+    fn probabilities<T: Element>(&self, q: &[T], k: &[T], head: usize, s: Segment, p: &mut [T]) {
+        let (n, kv) = (s.len, head / self.group());
+        let keys = self.head_view(self.kv_heads, kv, s);
+        product(
+            p,
+            View::dense(n, n, 0),
+            q,
+            self.head_view(self.heads, head, s),
+            k,
+            keys.t(),
+            false,
+        );
+        Self::softmax_causal(p, n, self.scale());
     }
 
     /// Every (segment, kv head) pair: the unit of parallel work.
@@ -120,26 +137,25 @@ impl CausalAttention {
 
     fn forward<T: Element>(&self, q: &[T], k: &[T], v: &[T], rows: usize) -> Vec<T> {
         let (d, group) = (self.head_dim, self.group());
-        let scale = self.scale::<T>();
         let parts: Vec<Vec<T>> = self
             .tasks()
             .into_par_iter()
             .map(|(s, kv)| {
-                let (keys, vals) = (
-                    self.rows(k, self.kv_heads, kv, s),
-                    self.rows(v, self.kv_heads, kv, s),
-                );
-                let mut out = vec![T::zero(); s.len * group * d];
-                let mut p = Vec::with_capacity(s.len);
+                let n = s.len;
+                let mut out = vec![T::zero(); n * group * d];
+                let mut p = vec![T::zero(); n * n];
                 for g in 0..group {
-                    let queries = self.rows(q, self.heads, kv * group + g, s);
-                    for i in 0..s.len {
-                        Self::probabilities(queries.row(i), &keys, i, scale, &mut p);
-                        let o = &mut out[(i * group + g) * d..][..d];
-                        for (j, &pj) in p.iter().enumerate() {
-                            axpy(o, pj, vals.row(j));
-                        }
-                    }
+                    self.probabilities(q, k, kv * group + g, s, &mut p);
+                    let values = self.head_view(self.kv_heads, kv, s);
+                    product(
+                        &mut out,
+                        self.part_view(n, g),
+                        &p,
+                        View::dense(n, n, 0),
+                        v,
+                        values,
+                        false,
+                    );
                 }
                 out
             })
@@ -154,7 +170,8 @@ impl CausalAttention {
         out
     }
 
-    /// The gradients of q, k and v from the output's, `o` being the forward's output.
+    /// The gradients of q, k and v from the output's, `o` being the forward's output:
+    /// `dV = Pᵀ·dO`, `dS = P∘(dO·Vᵀ − rowsum(dO∘O))·scale`, `dQ = dS·K`, `dK = dSᵀ·Q`.
     fn backward<T: Element>(&self, q: &[T], k: &[T], v: &[T], o: &[T], grad: &[T]) -> [Vec<T>; 3] {
         let (d, group) = (self.head_dim, self.group());
         let scale = self.scale::<T>();
@@ -162,32 +179,55 @@ impl CausalAttention {
             .tasks()
             .into_par_iter()
             .map(|(s, kv)| {
-                let (keys, vals) = (
-                    self.rows(k, self.kv_heads, kv, s),
-                    self.rows(v, self.kv_heads, kv, s),
-                );
-                let mut dq = vec![T::zero(); s.len * group * d];
-                let (mut dk, mut dv) = (vec![T::zero(); s.len * d], vec![T::zero(); s.len * d]);
-                let mut p = Vec::with_capacity(s.len);
+                let n = s.len;
+                let square = View::dense(n, n, 0);
+                // k and v share one layout: the same view reads either
+                let kv_rows = self.head_view(self.kv_heads, kv, s);
+                let mut dq = vec![T::zero(); n * group * d];
+                let (mut dk, mut dv) = (vec![T::zero(); n * d], vec![T::zero(); n * d]);
+                let (mut p, mut ds) = (vec![T::zero(); n * n], vec![T::zero(); n * n]);
                 for g in 0..group {
                     let head = kv * group + g;
-                    let (queries, outs, grads) = (
-                        self.rows(q, self.heads, head, s),
-                        self.rows(o, self.heads, head, s),
-                        self.rows(grad, self.heads, head, s),
-                    );
-                    for i in 0..s.len {
-                        let (qi, gi) = (queries.row(i), grads.row(i));
-                        Self::probabilities(qi, &keys, i, scale, &mut p);
-                        let centre = dot(gi, outs.row(i));
-                        let dqi = &mut dq[(i * group + g) * d..][..d];
-                        for (j, &pj) in p.iter().enumerate() {
-                            let ds = pj * (dot(gi, vals.row(j)) - centre) * scale;
-                            axpy(dqi, ds, keys.row(j));
-                            axpy(&mut dk[j * d..][..d], ds, qi);
-                            axpy(&mut dv[j * d..][..d], pj, gi);
+                    let rows = self.head_view(self.heads, head, s);
+                    self.probabilities(q, k, head, s, &mut p);
+                    product(&mut ds, square, grad, rows, v, kv_rows.t(), false);
+                    for i in 0..n {
+                        let at = rows.offset + i * rows.row_stride;
+                        let centre = dot(&grad[at..at + d], &o[at..at + d]);
+                        for (x, &pij) in ds[i * n..(i + 1) * n]
+                            .iter_mut()
+                            .zip(&p[i * n..(i + 1) * n])
+                        {
+                            *x = pij * (*x - centre) * scale;
                         }
                     }
+                    product(
+                        &mut dq,
+                        self.part_view(n, g),
+                        &ds,
+                        square,
+                        k,
+                        kv_rows,
+                        false,
+                    );
+                    product(
+                        &mut dk,
+                        View::dense(n, d, 0),
+                        &ds,
+                        square.t(),
+                        q,
+                        rows,
+                        true,
+                    );
+                    product(
+                        &mut dv,
+                        View::dense(n, d, 0),
+                        &p,
+                        square.t(),
+                        grad,
+                        rows,
+                        true,
+                    );
                 }
                 [dq, dk, dv]
             })

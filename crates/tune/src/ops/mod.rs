@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod linear;
 pub mod norm;
+mod product;
 pub mod rotary;
 
 use candle_core::{CpuStorage, Layout, Tensor, WithDType};
@@ -52,12 +53,4 @@ fn dot<T: Element>(a: &[T], b: &[T]) -> T {
         }
     }
     lanes.iter().fold(tail, |sum, &lane| sum + lane)
-}
-
-/// `y += a·x`.
-#[inline]
-fn axpy<T: Element>(y: &mut [T], a: T, x: &[T]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
 }
