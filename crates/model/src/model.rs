@@ -74,6 +74,12 @@ impl Model {
                 options.cpu.features().join(", ")
             )));
         }
+        if file.get_str("general.type").ok() == Some("adapter") {
+            return Err(ModelError::Adapter {
+                path: file.path().to_path_buf(),
+                what: "this file is an adapter, not a model: give it with --lora beside its base model".into(),
+            });
+        }
         // The file handle is shared per path, so its address names the file while it is open.
         let key = (Arc::as_ptr(&file) as usize, options);
         let mut models = loaded().lock().unwrap_or_else(|e| e.into_inner());

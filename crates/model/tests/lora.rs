@@ -225,6 +225,15 @@ fn bad_adapters_are_refused_by_name() {
     let path = dir.path().join("adapter.gguf");
     good.write(&path).unwrap();
     assert_eq!(LoraAdapter::open(&path).unwrap().modules, good.modules);
+    // ...and an adapter is no model
+    let error = Model::load(&path)
+        .err()
+        .expect("an adapter loads as a model")
+        .to_string();
+    assert!(
+        error.contains("an adapter, not a model") && error.contains("--lora"),
+        "{error}"
+    );
     for (name, expected) in [
         (
             "blk.0.attn_q.weight.lora_a",
