@@ -226,10 +226,10 @@ fn bad_adapters_are_refused_by_name() {
     good.write(&path).unwrap();
     assert_eq!(LoraAdapter::open(&path).unwrap().modules, good.modules);
     // ...and an adapter is no model
-    let error = Model::load(&path)
-        .err()
-        .expect("an adapter loads as a model")
-        .to_string();
+    let Err(error) = Model::load(&path) else {
+        panic!("an adapter loaded as a model");
+    };
+    let error = error.to_string();
     assert!(
         error.contains("an adapter, not a model") && error.contains("--lora"),
         "{error}"
