@@ -41,16 +41,15 @@ impl LoraTarget {
     ];
 
     /// Every target: the layer targets, then the head.
-    pub const ALL: [LoraTarget; 8] = [
-        LoraTarget::Q,
-        LoraTarget::K,
-        LoraTarget::V,
-        LoraTarget::Output,
-        LoraTarget::Gate,
-        LoraTarget::Up,
-        LoraTarget::Down,
-        LoraTarget::Head,
-    ];
+    pub const ALL: [LoraTarget; 8] = {
+        let mut all = [LoraTarget::Head; 8];
+        let mut i = 0;
+        while i < Self::LAYER.len() {
+            all[i] = Self::LAYER[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The base tensor's name inside a layer (`attn_q` of `blk.N.attn_q.weight`).
     pub fn tensor_stem(self) -> &'static str {
