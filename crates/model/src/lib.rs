@@ -29,6 +29,6 @@ pub mod weights;
 pub use batch::{Batch, BatchItem};
 pub use error::{ModelError, Result};
 pub use lora::{AdapterScale, LoraAdapter, LoraStack};
-pub use model::{resident_bytes, LoadReport, Model};
+pub use model::{peak_resident_bytes, resident_bytes, LoadReport, Model};
 pub use session::Session;
 pub use weights::LoadOptions;

@@ -133,8 +133,18 @@ impl Model {
 /// This process's resident memory in bytes (`VmRSS` of Linux's `/proc/self/status`), if the
 /// OS tells.
 pub fn resident_bytes() -> Option<usize> {
+    process_status_bytes("VmRSS:")
+}
+
+/// This process's peak resident memory in bytes (`VmHWM`), if the OS tells.
+pub fn peak_resident_bytes() -> Option<usize> {
+    process_status_bytes("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn process_status_bytes(field: &str) -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 pub enum TuneError {
     #[error(transparent)]
     Model(#[from] pipespec_model::ModelError),
+    #[error(transparent)]
+    Decode(#[from] pipespec_decode::DecodeError),
     #[error("tensor arithmetic failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{path}:{line}: {what}")]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use pipespec_decode::{generate_autoregressive, GenerationConfig, SamplingParams};
 use pipespec_model::lora::LoraStack;
 use pipespec_model::tokenizer::Tokenizer;
 use pipespec_model::{Model, Session};
@@ -32,38 +33,6 @@ pub fn eval_loss(
     Ok(total / count.max(1) as f64)
 }
 
-/// The index of the largest logit (the first of equals).
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &value) in logits.iter().enumerate() {
-        if value > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// The greedy completion of `prompt`, at most `max_new` tokens, stopping at end of generation.
-pub fn greedy(
-    session: &mut Session,
-    tokenizer: &Tokenizer,
-    prompt: &[u32],
-    max_new: usize,
-) -> Result<String> {
-    session.truncate(0);
-    let mut next = argmax(session.forward_last(prompt, 0)?);
-    let mut produced = Vec::new();
-    while !tokenizer.is_end_of_generation(next) && produced.len() < max_new {
-        produced.push(next);
-        if produced.len() == max_new {
-            break;
-        }
-        let position = prompt.len() + produced.len() - 1;
-        next = argmax(session.forward_last(&[next], position)?);
-    }
-    Ok(tokenizer.decode(&produced, false)?)
-}
-
 /// The share of `examples` whose greedy completion (up to the reference's length plus two
 /// tokens) equals the reference, both trimmed.
 pub fn exact_match(
@@ -87,7 +56,16 @@ pub fn exact_match(
     for example in examples {
         let labels = example.label.iter().filter(|&&l| l).count();
         let prompt = &example.tokens[..example.prompt_len];
-        let text = greedy(&mut session, tokenizer, prompt, labels + 2)?;
+        session.truncate(0);
+        let config = GenerationConfig {
+            max_tokens: labels + 2,
+            sampling: SamplingParams::greedy(),
+            seed: 0,
+            stop_ids: tokenizer.end_of_generation_ids().to_vec(),
+            ignore_eos: false,
+        };
+        let output = generate_autoregressive(&mut session, prompt, &config, &mut |_| true)?;
+        let text = tokenizer.decode(&output.tokens, false)?;
         if text.trim() == example.reference.trim() {
             hits += 1;
         }

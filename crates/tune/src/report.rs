@@ -29,11 +29,3 @@ pub struct TuneReport {
     /// The process's peak resident memory (Linux), bytes.
     pub peak_rss_bytes: Option<usize>,
 }
-
-/// The process's peak resident set (VmHWM), where /proc tells it.
-pub fn peak_rss_bytes() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}

@@ -19,7 +19,7 @@ use crate::evaluate::{eval_loss, exact_match};
 use crate::net::{self, TokenBatch};
 use crate::optim::{Decay, Optimizer, Schedule};
 use crate::params::LoraParams;
-use crate::report::{peak_rss_bytes, TuneReport};
+use crate::report::TuneReport;
 
 /// The knobs of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -231,7 +231,7 @@ pub fn tune(
         (report.eval_loss_after, report.eval_exact_match_after) =
             evaluate(Some(&params), true, on_event)?;
         let adapter = params.to_adapter(architecture, None)?;
-        report.peak_rss_bytes = peak_rss_bytes();
+        report.peak_rss_bytes = pipespec_model::peak_resident_bytes();
         report.wall_s = started.elapsed().as_secs_f64();
         Ok((adapter, report))
     })
