@@ -5,6 +5,8 @@
 //! whether it runs alone or beside others; the kernels reduce each output element in one fixed
 //! order whatever the row count, which makes the two bit-identical.
 
+mod adapters;
+
 use crate::attention::attention;
 use crate::cache::KvCache;
 use crate::config::Config;
@@ -15,7 +17,8 @@ use crate::lora::LoraTarget::{self, K, Q, V};
 use crate::model::Model;
 use crate::ops;
 use crate::weights::{LayerWeights, Matrix, Stacked};
-use Rows::{All, Head};
+use adapters::add_lora;
+use adapters::Rows::{All, Head};
 
 /// One sequence's part of a pass: its cache, the positions it feeds and how many of its last
 /// rows get logits.
@@ -189,44 +192,6 @@ fn matmul_stacked(
         }
     }
     Ok(())
-}
-
-/// Which rows of a pass a buffer holds: every row, or just the head rows.
-#[derive(Clone, Copy)]
-enum Rows {
-    All,
-    Head,
-}
-
-/// Adds each segment's adapters on `target` of `layer` (the head for `None`) to its rows of
-/// `out` (rows of the matrix's outputs) from the same rows of `input` (rows of its inputs).
-fn add_lora(
-    pool: &rayon::ThreadPool,
-    segments: &[Segment],
-    rows: Rows,
-    (layer, target): (Option<usize>, LoraTarget),
-    input: &[f32],
-    out: &mut [f32],
-) {
-    let rows_of = |segment: &Segment| match rows {
-        Rows::All => segment.rows,
-        Rows::Head => segment.head_rows,
-    };
-    let total: usize = segments.iter().map(rows_of).sum();
-    if total == 0 {
-        return;
-    }
-    let (n_in, n_out) = (input.len() / total, out.len() / total);
-    let mut first = 0;
-    for segment in segments {
-        let rows = rows_of(segment);
-        if let Some(lora) = segment.lora {
-            let x = &input[first * n_in..(first + rows) * n_in];
-            let y = &mut out[first * n_out..(first + rows) * n_out];
-            lora.add(pool, layer, target, x, y);
-        }
-        first += rows;
-    }
 }
 
 /// One forward pass: the model, the sequences it feeds and the buffers it works in.
