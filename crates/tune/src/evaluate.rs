@@ -12,13 +12,16 @@ use pipespec_model::{Model, Session};
 use crate::base::FrozenBase;
 use crate::data::Example;
 use crate::error::Result;
-use crate::net::{self, TokenBatch};
-use crate::params::LoraParams;
+use crate::modules::{ActiveSet, ModuleBank};
+use crate::net::TokenBatch;
+use crate::step::{device_step, BlockRunner};
 
 /// The mean cross-entropy over every label token of `examples`, in batches of `batch`.
+/// The blocks run in `runner` with `bank`'s active modules.
 pub fn eval_loss(
     base: &FrozenBase,
-    lora: Option<&LoraParams>,
+    bank: &Arc<ModuleBank>,
+    runner: &mut dyn BlockRunner,
     examples: &[Example],
     batch: usize,
 ) -> Result<f64> {
@@ -26,7 +29,7 @@ pub fn eval_loss(
     for chunk in examples.chunks(batch.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = TokenBatch::new(&refs)?;
-        let mean = net::scalar(&net::loss(base, lora, &batch)?)?;
+        let mean = device_step(base, bank, runner, &batch, false, ActiveSet::default())?.loss;
         total += mean * batch.labels.len() as f64;
         count += batch.labels.len();
     }

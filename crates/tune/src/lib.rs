@@ -4,14 +4,18 @@
 //! llama.cpp's GGUF format.
 
 pub mod base;
+pub mod counters;
 pub mod data;
 pub mod error;
 pub mod evaluate;
+pub mod kill_revive;
+pub mod modules;
 pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod report;
+pub mod step;
 pub mod tasks;
 pub mod train;
 

@@ -117,6 +117,11 @@ impl LoraParams {
         Ok(LoraParams::from_modules(rank, adapter.alpha, modules))
     }
 
+    /// No module at all: the base alone.
+    pub fn empty() -> LoraParams {
+        LoraParams::from_modules(1, 0.0, Vec::new())
+    }
+
     fn from_modules(rank: usize, alpha: f32, modules: Vec<TrainModule>) -> LoraParams {
         let index = modules
             .iter()

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::counters::Counters;
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct TuneReport {
     /// The mean training loss of each epoch.
@@ -28,4 +30,6 @@ pub struct TuneReport {
     pub trainable_parameters: usize,
     /// The process's peak resident memory (Linux), bytes.
     pub peak_rss_bytes: Option<usize>,
+    #[serde(flatten)]
+    pub counters: Counters,
 }

@@ -13,13 +13,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::base::FrozenBase;
+use crate::counters::{killed_module_bytes, Counters};
 use crate::data::{Dataset, Example};
 use crate::error::{invalid, Result};
 use crate::evaluate::{eval_loss, exact_match};
-use crate::net::{self, TokenBatch};
+use crate::kill_revive::{KillRevive, KillReviveOptions};
+use crate::modules::{ActiveSet, ModuleBank};
+use crate::net::TokenBatch;
 use crate::optim::{Decay, Optimizer, Schedule};
 use crate::params::LoraParams;
 use crate::report::TuneReport;
+use crate::step::{bank_flops_all_active, device_step, BlockRunner, LocalBlocks};
 
 /// The knobs of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +46,8 @@ pub struct TuneOptions {
     /// Evaluate (loss and exact match, before and after) on at most this many of the
     /// evaluation examples, the first ones (0: no evaluation).
     pub eval_limit: usize,
+    /// Kill-and-Revive (None: every module trains throughout).
+    pub kill_revive: Option<KillReviveOptions>,
 }
 
 impl Default for TuneOptions {
@@ -60,6 +66,7 @@ impl Default for TuneOptions {
             clip: 1.0,
             max_steps: None,
             eval_limit: 200,
+            kill_revive: None,
         }
     }
 }
@@ -77,6 +84,16 @@ pub enum TuneEvent {
         rate: f64,
         tokens: usize,
         seconds: f64,
+        /// Modules active in the step.
+        active: usize,
+        counters: Counters,
+    },
+    /// A Kill-and-Revive review changed the active set.
+    Review {
+        step: usize,
+        killed: usize,
+        revived: usize,
+        active: usize,
     },
     Epoch {
         epoch: usize,
@@ -112,9 +129,11 @@ pub struct TuneInputs<'a> {
 }
 
 /// Trains an adapter on `inputs.train`; returns it (path unset) and the report (adapter unset).
+/// The frozen blocks run in `cloud` when given (a split run), else in process.
 pub fn tune(
     inputs: &TuneInputs,
     options: &TuneOptions,
+    cloud: Option<&mut dyn BlockRunner>,
     on_event: &mut (dyn FnMut(TuneEvent) + Send),
 ) -> Result<(LoraAdapter, TuneReport)> {
     let started = Instant::now();
@@ -131,13 +150,19 @@ pub fn tune(
     let architecture = inputs.model.config.architecture.name();
     inputs.pool.install(|| {
         let base = FrozenBase::load(inputs.model, DType::F32)?;
-        let params = LoraParams::init(
+        let mut local = LocalBlocks(&base);
+        let runner: &mut dyn BlockRunner = match cloud {
+            Some(cloud) => cloud,
+            None => &mut local,
+        };
+        let params = Arc::new(LoraParams::init(
             &base,
             &options.targets,
             options.rank,
             options.alpha,
             options.seed,
-        )?;
+        )?);
+        let bank = Arc::new(ModuleBank::new(params.clone()));
         let per_epoch = examples.len().div_ceil(options.batch);
         let total = (per_epoch * options.epochs).min(options.max_steps.unwrap_or(usize::MAX));
         let schedule = Schedule {
@@ -146,6 +171,10 @@ pub fn tune(
             total,
             decay: options.decay,
         };
+        let mut kill_revive = options
+            .kill_revive
+            .map(|o| KillRevive::new(o, total))
+            .transpose()?;
         let mut report = TuneReport {
             examples: examples.len(),
             skipped: inputs.train.skipped,
@@ -155,7 +184,7 @@ pub fn tune(
         let all_eval: &[Example] = inputs.eval.map_or(&[], |d| &d.examples);
         let eval_examples = &all_eval[..all_eval.len().min(options.eval_limit)];
         report.eval_examples = eval_examples.len();
-        let evaluate = |params: Option<&LoraParams>,
+        let evaluate = |runner: &mut dyn BlockRunner,
                         after: bool,
                         on_event: &mut (dyn FnMut(TuneEvent) + Send)|
          -> Result<(Option<f64>, Option<f64>)> {
@@ -163,10 +192,13 @@ pub fn tune(
                 return Ok((None, None));
             }
             on_event(TuneEvent::Evaluating { after });
-            let loss = eval_loss(&base, params, eval_examples, options.batch)?;
-            let stack = match params {
-                Some(p) => Some(stack_of(inputs.model, p.to_adapter(architecture, None)?)?),
-                None => None,
+            let loss = eval_loss(&base, &bank, runner, eval_examples, options.batch)?;
+            let stack = match after {
+                true => Some(stack_of(
+                    inputs.model,
+                    params.to_adapter(architecture, None)?,
+                )?),
+                false => None,
             };
             let matched = exact_match(
                 inputs.model,
@@ -177,10 +209,16 @@ pub fn tune(
             )?;
             Ok((Some(loss), Some(matched)))
         };
+        // Before training every B is zero: no module adds anything, so none takes part.
+        bank.set_active(ActiveSet::default());
         (report.eval_loss_before, report.eval_exact_match_before) =
-            evaluate(None, false, on_event)?;
-        let mut optimizer = Optimizer::new(params.vars(), options.weight_decay, options.clip)?;
+            evaluate(runner, false, on_event)?;
+        bank.set_active(bank.all());
+        let mut optimizer = Optimizer::new(options.weight_decay, options.clip);
         let train_started = Instant::now();
+        let traffic_before = runner.traffic();
+        let remote = runner.is_remote();
+        let mut counters = Counters::default();
         let mut step = 0;
         for epoch in 0..options.epochs {
             if step == total {
@@ -193,32 +231,65 @@ pub fn tune(
                 }
                 let chosen: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
                 let batch = TokenBatch::new(&chosen)?;
-                let loss = net::loss(&base, Some(&params), &batch)?;
-                let value = net::scalar(&loss)?;
-                if !value.is_finite() {
+                let watch = kill_revive
+                    .as_ref()
+                    .map_or_else(ActiveSet::default, |k| k.watch(step, &bank));
+                let active = bank.active().len();
+                let result = device_step(&base, &bank, runner, &batch, true, watch)?;
+                if !result.loss.is_finite() {
                     return Err(invalid(format!(
-                        "the loss became {value} at step {}: lower --lr",
+                        "the loss became {} at step {}: lower --lr",
+                        result.loss,
                         step + 1
                     )));
                 }
                 let rate = schedule.rate(step);
-                optimizer.step(&loss, rate)?;
+                optimizer.step(&params, &result.grads, rate)?;
                 step += 1;
+                counters.device_flops += result.bank_flops + result.head_flops;
+                counters.cloud_flops += result.cloud_flops;
+                counters.device_flops_all_active +=
+                    result.head_flops + bank_flops_all_active(&bank, batch.tokens(), true);
+                if remote {
+                    counters.bytes_all_active += killed_module_bytes(&bank, batch.tokens(), true);
+                }
+                if let Some(k) = kill_revive.as_mut() {
+                    k.record(&result.signals);
+                    if let Some(review) = k.review(step, &bank, &mut optimizer)? {
+                        counters.device_flops += review.device_flops;
+                        counters.device_flops_all_active += review.device_flops;
+                        counters.kills += review.killed.len();
+                        counters.revivals += review.revived.len();
+                        on_event(TuneEvent::Review {
+                            step,
+                            killed: review.killed.len(),
+                            revived: review.revived.len(),
+                            active: review.active,
+                        });
+                    }
+                }
+                let traffic = runner.traffic();
+                counters.bytes_to_cloud = traffic.to_cloud - traffic_before.to_cloud;
+                counters.bytes_from_cloud = traffic.from_cloud - traffic_before.from_cloud;
+                counters.round_trips = traffic.round_trips - traffic_before.round_trips;
                 report.tokens_trained += batch.tokens();
-                loss_sum += value;
+                loss_sum += result.loss;
                 batches += 1;
                 on_event(TuneEvent::Step {
                     step,
                     total,
-                    loss: value,
+                    loss: result.loss,
                     rate,
                     tokens: report.tokens_trained,
                     seconds: train_started.elapsed().as_secs_f64(),
+                    active,
+                    counters: counters.clone(),
                 });
             }
             if batches > 0 {
                 let mean_loss = loss_sum / batches as f64;
                 report.train_loss.push(mean_loss);
+                counters.active_modules.push(bank.active().len());
                 on_event(TuneEvent::Epoch {
                     epoch: epoch + 1,
                     mean_loss,
@@ -228,8 +299,9 @@ pub fn tune(
         report.steps = step;
         report.train_s = train_started.elapsed().as_secs_f64();
         report.tokens_per_s = report.tokens_trained as f64 / report.train_s.max(1e-9);
-        (report.eval_loss_after, report.eval_exact_match_after) =
-            evaluate(Some(&params), true, on_event)?;
+        counters.bytes_all_active += counters.bytes_to_cloud + counters.bytes_from_cloud;
+        report.counters = counters;
+        (report.eval_loss_after, report.eval_exact_match_after) = evaluate(runner, true, on_event)?;
         let adapter = params.to_adapter(architecture, None)?;
         report.peak_rss_bytes = pipespec_model::peak_resident_bytes();
         report.wall_s = started.elapsed().as_secs_f64();

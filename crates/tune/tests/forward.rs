@@ -12,8 +12,9 @@ use pipespec_model::test_support::pool;
 use pipespec_model::{AdapterScale, LoadOptions, LoraAdapter, LoraStack, Model, Session};
 use pipespec_tune::base::FrozenBase;
 use pipespec_tune::data::Example;
-use pipespec_tune::net::{loss, scalar, TokenBatch};
+use pipespec_tune::net::TokenBatch;
 use pipespec_tune::params::LoraParams;
+use pipespec_tune::step::{gradients, loss};
 
 const ALL: [LoraTarget; 8] = LoraTarget::ALL;
 
@@ -91,9 +92,9 @@ fn the_training_loss_equals_the_engines_cross_entropy() {
         let batch = TokenBatch::new(&refs).unwrap();
         let base = FrozenBase::load(&model, DType::F32).unwrap();
         let adapter = random_adapter(&model, &ALL, 4, 8.0, 0.15, 9);
-        let params = LoraParams::from_adapter(&adapter, DType::F32).unwrap();
+        let params = Arc::new(LoraParams::from_adapter(&adapter, DType::F32).unwrap());
         for (lora, file) in [(None, None), (Some(&params), Some(&adapter))] {
-            let ours = scalar(&loss(&base, lora, &batch).unwrap()).unwrap();
+            let ours = loss(&base, lora, &batch).unwrap();
             let engine = engine_loss(&model, file, &examples);
             assert!(
                 (ours - engine).abs() <= 1e-4 * engine.abs().max(1.0),
@@ -113,7 +114,7 @@ fn the_training_loss_equals_the_engines_cross_entropy() {
 /// Replaces one value of `var` and returns the loss.
 fn loss_with(
     base: &FrozenBase,
-    params: &LoraParams,
+    params: &Arc<LoraParams>,
     batch: &TokenBatch,
     var: &Var,
     index: usize,
@@ -124,7 +125,7 @@ fn loss_with(
     let shape = var.as_tensor().shape().clone();
     var.set(&Tensor::from_vec(values, shape, var.device()).unwrap())
         .unwrap();
-    scalar(&loss(base, Some(params), batch).unwrap()).unwrap()
+    loss(base, Some(params), batch).unwrap()
 }
 
 #[test]
@@ -137,22 +138,16 @@ fn gradients_equal_central_differences_in_f64() {
     let batch = TokenBatch::new(&refs).unwrap();
     let base = FrozenBase::load(&model, DType::F64).unwrap();
     let adapter = random_adapter(&model, &ALL, 2, 4.0, 0.3, 13);
-    let params = LoraParams::from_adapter(&adapter, DType::F64).unwrap();
-    let grads = loss(&base, Some(&params), &batch)
-        .unwrap()
-        .backward()
-        .unwrap();
+    let params = Arc::new(LoraParams::from_adapter(&adapter, DType::F64).unwrap());
+    let (_, grads) = gradients(&base, &params, &batch).unwrap();
     let h = 1e-5;
     let mut checked = 0;
     for (m, module) in params.modules.iter().enumerate() {
-        for var in [&module.a, &module.b] {
-            let grad: Vec<f64> = grads
-                .get(var.as_tensor())
-                .expect("every trainable tensor has a gradient")
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+        let module_grads = grads
+            .get(&(module.layer, module.target))
+            .expect("every module has a gradient");
+        for (var, grad) in [(&module.a, &module_grads.a), (&module.b, &module_grads.b)] {
+            let grad: Vec<f64> = grad.flatten_all().unwrap().to_vec1().unwrap();
             let original: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
             // A few entries of every tensor, spread by the module index.
             for k in 0..3 {
@@ -164,7 +159,7 @@ fn gradients_equal_central_differences_in_f64() {
                 let error = (numeric - grad[index]).abs();
                 assert!(
                     error <= 1e-6 + 1e-4 * numeric.abs(),
-                    "{:?} {:?} entry {index}: autograd {} vs numeric {numeric}",
+                    "{:?} {:?} entry {index}: backward {} vs numeric {numeric}",
                     module.layer,
                     module.target,
                     grad[index]

@@ -61,7 +61,7 @@ fn tuning_lowers_the_loss_and_teaches_the_answers() {
         pool: &threads,
     };
     let mut steps = 0;
-    let (adapter, report) = tune(&inputs, &options, &mut |event| {
+    let (adapter, report) = tune(&inputs, &options, None, &mut |event| {
         if let TuneEvent::Step { .. } = event {
             steps += 1;
         }
@@ -132,7 +132,7 @@ fn a_bad_learning_rate_or_batch_is_refused() {
             "--targets",
         ),
     ] {
-        let message = match tune(&inputs, &options, &mut |_| {}) {
+        let message = match tune(&inputs, &options, None, &mut |_| {}) {
             Err(error) => error.to_string(),
             Ok(_) => panic!("{options:?} was accepted"),
         };

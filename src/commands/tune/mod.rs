@@ -58,7 +58,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         pool: &pool,
     };
     let mut progress = TuneProgress::new();
-    let outcome = tune(&inputs, &options, &mut |event| progress.event(event));
+    let outcome = tune(&inputs, &options, None, &mut |event| progress.event(event));
     progress.finish();
     let (mut adapter, mut report) = outcome?;
     adapter.name = out

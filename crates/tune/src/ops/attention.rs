@@ -247,6 +247,16 @@ impl CausalAttention {
     }
 }
 
+impl CausalAttention {
+    /// Operations of the score and value products over every segment (`factor` products of
+    /// `len × len × head_dim` per head: 2 forward, 5 backward with the recomputed scores).
+    fn count_flops(&self, factor: u64) {
+        let per_head: usize = self.segments.iter().map(|s| s.len * s.len).sum();
+        let terms = (per_head * self.head_dim * self.heads) as u64;
+        super::flops::add(factor * 2 * terms);
+    }
+}
+
 impl CustomOp3 for CausalAttention {
     fn name(&self) -> &'static str {
         "causal-attention"
@@ -264,6 +274,7 @@ impl CustomOp3 for CausalAttention {
         let (rows, q_cols) = l1.shape().dims2()?;
         let (_, kv_cols) = l2.shape().dims2()?;
         self.check(rows, q_cols, kv_cols)?;
+        self.count_flops(2);
         let name = self.name();
         let out = match s1.dtype() {
             DType::F32 => CpuStorage::F32(self.forward::<f32>(
@@ -304,6 +315,7 @@ impl CustomOp3 for CausalAttention {
                 Some(tensor_like(dv, v)?),
             ))
         }
+        self.count_flops(5);
         let tensors = [q, k, v, res, grad_res];
         match q.dtype() {
             DType::F32 => run::<f32>(self, tensors),

@@ -48,6 +48,7 @@ impl CustomOp1 for FrozenLinear {
             }
             _ => candle_core::bail!("frozen-linear: only f32 and f64 inputs are supported"),
         };
+        super::flops::add(super::flops::product(rows, n_in, n_out));
         let y = x.matmul(&self.weight.t()?)?.flatten_all()?;
         let out = match y.dtype() {
             DType::F32 => CpuStorage::F32(y.to_vec1()?),
@@ -63,6 +64,8 @@ impl CustomOp1 for FrozenLinear {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
+        let (n_out, n_in) = self.dims()?;
+        super::flops::add(super::flops::product(grad_res.dim(0)?, n_out, n_in));
         Ok(Some(grad_res.contiguous()?.matmul(&self.weight)?))
     }
 }

@@ -3,6 +3,7 @@
 //! attention over packed sequences. Fusing keeps autograd's graph small and its memory low.
 
 pub mod attention;
+pub mod flops;
 pub mod linear;
 pub mod norm;
 mod product;

@@ -83,6 +83,7 @@ impl CustomOp1 for RmsNorm {
             );
         }
         let name = self.name();
+        super::flops::add(4 * layout.shape().elem_count() as u64);
         let out = match storage.dtype() {
             DType::F32 => {
                 CpuStorage::F32(self.forward(contiguous::<f32>(storage, layout, name)?, width)?)
@@ -96,6 +97,7 @@ impl CustomOp1 for RmsNorm {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        super::flops::add(8 * x.elem_count() as u64);
         match x.dtype() {
             DType::F32 => self.backward::<f32>(x, grad).map(Some),
             DType::F64 => self.backward::<f64>(x, grad).map(Some),

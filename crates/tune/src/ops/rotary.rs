@@ -105,6 +105,7 @@ impl CustomOp1 for RotaryOp {
         let (rows, width) = layout.shape().dims2()?;
         self.rotary.check(rows, width)?;
         let (r, name) = (&self.rotary, self.name());
+        super::flops::add(3 * (rows * width) as u64);
         let out = match storage.dtype() {
             DType::F32 => CpuStorage::F32(r.rotate(
                 contiguous::<f32>(storage, layout, name)?,
@@ -123,6 +124,7 @@ impl CustomOp1 for RotaryOp {
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (r, width) = (&self.rotary, grad.dim(1)?);
+        super::flops::add(3 * grad.elem_count() as u64);
         let rotated = match x.dtype() {
             DType::F32 => tensor_like(
                 r.rotate(&values::<f32>(grad)?, width, Direction::Back),
