@@ -1,8 +1,10 @@
 //! Command-line flags, as parsed by clap before they are resolved into engine settings.
 
+mod dlora;
 mod examples;
 mod tune;
 
+pub use dlora::{SplitArgs, TuneCloudArgs};
 pub use tune::TuneArgs;
 
 use std::path::PathBuf;
@@ -49,6 +51,9 @@ pub enum Command {
     /// Train a LoRA adapter on JSONL data or a built-in task, written in llama.cpp's format.
     #[command(after_help = examples::help(examples::TUNE))]
     Tune(TuneArgs),
+    /// Serve the frozen blocks of a model to `pipespec tune --cloud` devices (DLoRA).
+    #[command(after_help = examples::help(examples::TUNE_CLOUD))]
+    TuneCloud(TuneCloudArgs),
 }
 
 /// Flags shared by every command that loads a model.

@@ -24,6 +24,7 @@ fn main() {
         cli::Command::Serve(args) => commands::serve::run(args),
         cli::Command::Bench(args) => commands::bench::run(args),
         cli::Command::Tune(args) => commands::tune::run(args),
+        cli::Command::TuneCloud(args) => commands::tune_cloud::run(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -64,6 +64,7 @@ pub const TUNE: &[&str] = &[
     "--out",
     "boolq-lora.gguf",
 ];
+pub const TUNE_CLOUD: &[&str] = &["tune-cloud", "--listen", "127.0.0.1:50551"];
 
 #[cfg(test)]
 mod tests {
@@ -72,8 +73,8 @@ mod tests {
     use super::*;
     use crate::cli::Cli;
 
-    const ALL: [&[&str]; 9] = [
-        GENERATE, FETCH, TOKENIZE, INFO, PREDICT, CONVERT, SERVE, BENCH, TUNE,
+    const ALL: [&[&str]; 10] = [
+        GENERATE, FETCH, TOKENIZE, INFO, PREDICT, CONVERT, SERVE, BENCH, TUNE, TUNE_CLOUD,
     ];
 
     #[test]

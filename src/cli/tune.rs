@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::ModelArgs;
+use super::{ModelArgs, SplitArgs};
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
@@ -77,4 +77,6 @@ pub struct TuneArgs {
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub split: SplitArgs,
 }

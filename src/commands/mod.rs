@@ -8,3 +8,4 @@ pub mod predict;
 pub mod serve;
 pub mod tokenize;
 pub mod tune;
+pub mod tune_cloud;

@@ -138,7 +138,7 @@ impl KillRevive {
         bank: &ModuleBank,
         optimizer: &mut Optimizer,
     ) -> Result<Option<Review>> {
-        if done_steps < self.warmup || (done_steps - self.warmup) % self.period != 0 {
+        if done_steps < self.warmup || !(done_steps - self.warmup).is_multiple_of(self.period) {
             return Ok(None);
         }
         let (all, active) = (bank.all(), bank.active());

@@ -2,6 +2,7 @@
 //! llama.cpp's GGUF format, with a report of the losses, exact match and speed.
 
 mod progress;
+mod split;
 mod tasks;
 
 use std::path::Path;
@@ -57,9 +58,19 @@ pub fn run(args: TuneArgs) -> Result<()> {
         eval: eval.as_ref(),
         pool: &pool,
     };
-    let mut progress = TuneProgress::new();
-    let outcome = tune(&inputs, &options, None, &mut |event| progress.event(event));
+    let mut remote = split::connect(&args.split, &loaded.model.config)?;
+    let mut progress = TuneProgress::new(remote.is_some() || options.kill_revive.is_some());
+    let cloud = remote
+        .as_mut()
+        .map(|r| r as &mut dyn pipespec_tune::step::BlockRunner);
+    let outcome = tune(&inputs, &options, cloud, &mut |event| progress.event(event));
     progress.finish();
+    if let Some(remote) = remote.as_mut() {
+        // The adapter is done either way; a cloud that is gone by now costs nothing.
+        if let Err(error) = remote.close() {
+            eprintln!("pipespec tune: closing the cloud session: {error}");
+        }
+    }
     let (mut adapter, mut report) = outcome?;
     adapter.name = out
         .file_stem()
@@ -114,6 +125,7 @@ fn options(args: &TuneArgs) -> Result<TuneOptions> {
         clip: args.clip,
         max_steps: args.max_steps,
         eval_limit: args.eval_limit,
+        kill_revive: split::kill_revive(&args.split)?,
     })
 }
 
@@ -223,6 +235,7 @@ fn print_summary(report: &TuneReport) {
             percent(report.eval_exact_match_after)
         );
     }
+    split::print_counters(report);
     if let Some(bytes) = report.peak_rss_bytes {
         println!(
             "peak memory: {:.2} GB, wall {:.1} s",

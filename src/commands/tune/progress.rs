@@ -8,12 +8,14 @@ use pipespec_tune::TuneEvent;
 
 pub struct TuneProgress {
     bar: Option<ProgressBar>,
+    /// Whether to show DLoRA's counters (a split run or Kill-and-Revive).
+    counters: bool,
     /// Steps between log lines when there is no terminal.
     log_every: usize,
 }
 
 impl TuneProgress {
-    pub fn new() -> TuneProgress {
+    pub fn new(counters: bool) -> TuneProgress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             if let Ok(style) = ProgressStyle::with_template(
@@ -23,7 +25,11 @@ impl TuneProgress {
             }
             bar
         });
-        TuneProgress { bar, log_every: 0 }
+        TuneProgress {
+            bar,
+            counters,
+            log_every: 0,
+        }
     }
 
     pub fn event(&mut self, event: TuneEvent) {
@@ -39,9 +45,18 @@ impl TuneProgress {
                 rate,
                 tokens,
                 seconds,
+                active,
+                counters: c,
             } => {
                 let speed = tokens as f64 / seconds.max(1e-9);
-                let message = format!("loss {loss:.4}, lr {rate:.2e}, {speed:.0} tokens/s");
+                let mut message = format!("loss {loss:.4}, lr {rate:.2e}, {speed:.0} tokens/s");
+                if self.counters {
+                    message += &format!(
+                        ", {active} modules, device {:.1} GFLOP, link {:.1} MB",
+                        c.device_flops as f64 / 1e9,
+                        (c.bytes_to_cloud + c.bytes_from_cloud) as f64 / 1e6
+                    );
+                }
                 if let Some(bar) = &self.bar {
                     bar.set_length(total as u64);
                     bar.set_position(step as u64);
@@ -54,6 +69,16 @@ impl TuneProgress {
                 if step % self.log_every == 0 || step == total || step == 1 {
                     eprintln!("pipespec tune: step {step}/{total}: {message}");
                 }
+            }
+            TuneEvent::Review {
+                step,
+                killed,
+                revived,
+                active,
+            } => {
+                self.say(&format!(
+                    "pipespec tune: review at step {step}: {killed} killed, {revived} revived, {active} active"
+                ));
             }
             TuneEvent::Epoch { epoch, mean_loss } => {
                 self.say(&format!(

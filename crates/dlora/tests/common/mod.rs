@@ -1,4 +1,5 @@
 //! A tiny model, its data, and a cloud serving it on loopback from its own thread.
+#![allow(dead_code)] // each test binary uses its own part
 
 use std::path::Path;
 use std::sync::Arc;
