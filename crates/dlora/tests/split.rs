@@ -66,6 +66,8 @@ fn a_split_run_equals_local_tuning_bit_for_bit() {
         keep: 0.3,
         warmup_steps: Some(2),
         review_steps: Some(2),
+        // Every killed module with any signal comes back: the signals must reach the device.
+        revive_ratio: 0.0,
         ..KillReviveOptions::default()
     };
     for kr in [None, Some(kill_revive)] {
@@ -94,6 +96,7 @@ fn a_split_run_equals_local_tuning_bit_for_bit() {
         assert!(moved > 0, "training changed no module");
         if kr.is_some() {
             assert!(c.kills > 0, "nothing was killed");
+            assert!(c.revivals > 0, "no revival signal reached the device");
             assert!(c.device_flops < c.device_flops_all_active);
             assert!(c.bytes_to_cloud + c.bytes_from_cloud < c.bytes_all_active);
         } else {

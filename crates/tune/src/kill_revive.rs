@@ -13,7 +13,8 @@
 //!   module's output and its input, both on the cloud). At a review, a killed module whose mean
 //!   signal since the last review is at least `revive_ratio` times the median of the active
 //!   modules' comes back (B zero, fresh optimizer state) and is exempt from that review's kill;
-//!   the budget stays `keep`.
+//!   the budget stays `keep`, and at most half of it changes hands at one review. No review
+//!   follows the last step.
 
 use std::collections::HashMap;
 
@@ -69,6 +70,7 @@ pub struct KillRevive {
     options: KillReviveOptions,
     warmup: usize,
     period: usize,
+    total: usize,
     signals: HashMap<(usize, LoraTarget), (f64, usize)>,
 }
 
@@ -100,6 +102,7 @@ impl KillRevive {
             options,
             warmup: options.warmup_steps.unwrap_or(total.div_ceil(10)).max(1),
             period: options.review_steps.unwrap_or(total.div_ceil(5)).max(1),
+            total,
             signals: HashMap::new(),
         })
     }
@@ -138,7 +141,11 @@ impl KillRevive {
         bank: &ModuleBank,
         optimizer: &mut Optimizer,
     ) -> Result<Option<Review>> {
-        if done_steps < self.warmup || !(done_steps - self.warmup).is_multiple_of(self.period) {
+        // No review after the last step: it would throw trained modules away for nothing.
+        if done_steps >= self.total
+            || done_steps < self.warmup
+            || !(done_steps - self.warmup).is_multiple_of(self.period)
+        {
             return Ok(None);
         }
         let (all, active) = (bank.all(), bank.active());

@@ -4,9 +4,9 @@
 //! host receiving its modules' share). Local tuning runs this same code in process, which is
 //! why a split run equals a local one bit for bit.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor, Var};
 use pipespec_model::lora::LoraTarget;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -53,19 +53,55 @@ pub struct StepOutcome {
 /// evaluating).
 pub type Head<'a> = dyn FnMut(&Tensor) -> Result<Option<Tensor>> + 'a;
 
-/// A watched module's input and frozen output.
+/// A watched module's input; its signal lands in `signals` when the gradient passes.
 struct Watch {
     layer: usize,
     target: LoraTarget,
     x: Tensor,
-    y: Tensor,
+    signals: Arc<Mutex<Vec<((usize, LoraTarget), f64)>>>,
+}
+
+/// Identity on a watched module's frozen output whose backward measures the module's revival
+/// signal from the gradient passing through (autograd keeps no intermediate gradients).
+impl CustomOp1 for Watch {
+    fn name(&self) -> &'static str {
+        "revival-signal-tap"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("signal tap: input not contiguous".into()))?;
+        let copy = match storage {
+            CpuStorage::F32(v) => CpuStorage::F32(v[start..end].to_vec()),
+            CpuStorage::F64(v) => CpuStorage::F64(v[start..end].to_vec()),
+            _ => candle_core::bail!("signal tap: only f32 and f64 are supported"),
+        };
+        Ok((copy, layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let value = signal(self, grad).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        signals.push(((self.layer, self.target), value));
+        Ok(Some(grad.clone()))
+    }
 }
 
 struct Blocks<'a> {
     host: Arc<dyn ModuleHost>,
     anchor: Var,
     request: &'a StepRequest,
-    watched: Vec<Watch>,
+    signals: Arc<Mutex<Vec<((usize, LoraTarget), f64)>>>,
 }
 
 impl Blocks<'_> {
@@ -83,13 +119,14 @@ impl Blocks<'_> {
             if let Some(bias) = bias {
                 y = y.broadcast_add(bias)?;
             }
-            if self.request.watch.contains(layer, target) {
-                self.watched.push(Watch {
+            if self.request.train && self.request.watch.contains(layer, target) {
+                let tap = Watch {
                     layer,
                     target,
-                    x: x.clone(),
-                    y: y.clone(),
-                });
+                    x: x.detach(),
+                    signals: self.signals.clone(),
+                };
+                y = y.apply_op1(tap)?;
             }
             outputs.push(y);
         }
@@ -165,7 +202,7 @@ fn signal(watch: &Watch, grad: &Tensor) -> Result<f64> {
     let (rows, n_in) = watch.x.dims2()?;
     let n_out = grad.dim(1)?;
     let r = sketch(watch.layer, watch.target, n_in)?.to_dtype(watch.x.dtype())?;
-    let projected = watch.x.detach().matmul(&r)?;
+    let projected = watch.x.matmul(&r)?;
     let sketched = grad.t()?.matmul(&projected)?;
     flops::add(product(rows, n_in, SKETCH_COLUMNS) + product(n_out, rows, SKETCH_COLUMNS));
     let square = sketched
@@ -202,7 +239,7 @@ pub fn cloud_step(
         host,
         anchor: Var::zeros(1, base.dtype, &Device::Cpu)?,
         request,
-        watched: Vec::new(),
+        signals: Arc::new(Mutex::new(Vec::new())),
     };
     let rotary = base.rotary(&request.segments);
     let attention = CausalAttention {
@@ -231,14 +268,9 @@ pub fn cloud_step(
         }
         // d(Σ last·g)/d(last) = g exactly: the gradient enters the graph unchanged.
         let surrogate = (&last * grad.to_dtype(last.dtype())?.detach())?.sum_all()?;
-        let grads = surrogate.backward()?;
-        for watch in &blocks.watched {
-            let value = match grads.get(&watch.y) {
-                Some(g) => signal(watch, g)?,
-                None => 0.0,
-            };
-            signals.push(((watch.layer, watch.target), value));
-        }
+        surrogate.backward()?;
+        signals = std::mem::take(&mut *blocks.signals.lock().unwrap_or_else(|p| p.into_inner()));
+        signals.sort_by(|a, b| a.0.cmp(&b.0));
         cloud_flops += flops::take();
     }
     flops::add(outer);
