@@ -52,14 +52,24 @@ fn tune_writes_an_adapter_that_generate_and_info_read() {
     assert_eq!(
         keys(&report),
         [
+            "active_modules",
             "adapter",
+            "bytes_all_active",
+            "bytes_from_cloud",
+            "bytes_to_cloud",
+            "cloud_flops",
+            "device_flops",
+            "device_flops_all_active",
             "eval_exact_match_after",
             "eval_exact_match_before",
             "eval_examples",
             "eval_loss_after",
             "eval_loss_before",
             "examples",
+            "kills",
             "peak_rss_bytes",
+            "revivals",
+            "round_trips",
             "skipped",
             "steps",
             "tokens_per_s",
@@ -67,7 +77,7 @@ fn tune_writes_an_adapter_that_generate_and_info_read() {
             "train_loss",
             "train_s",
             "trainable_parameters",
-            "wall_s"
+            "wall_s",
         ]
     );
     assert_eq!(report["steps"], 80);

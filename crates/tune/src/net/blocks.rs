@@ -53,12 +53,15 @@ pub struct StepOutcome {
 /// evaluating).
 pub type Head<'a> = dyn FnMut(&Tensor) -> Result<Option<Tensor>> + 'a;
 
+/// Signals as the backward pass measures them.
+type SharedSignals = Arc<Mutex<Vec<((usize, LoraTarget), f64)>>>;
+
 /// A watched module's input; its signal lands in `signals` when the gradient passes.
 struct Watch {
     layer: usize,
     target: LoraTarget,
     x: Tensor,
-    signals: Arc<Mutex<Vec<((usize, LoraTarget), f64)>>>,
+    signals: SharedSignals,
 }
 
 /// Identity on a watched module's frozen output whose backward measures the module's revival
@@ -101,7 +104,7 @@ struct Blocks<'a> {
     host: Arc<dyn ModuleHost>,
     anchor: Var,
     request: &'a StepRequest,
-    signals: Arc<Mutex<Vec<((usize, LoraTarget), f64)>>>,
+    signals: SharedSignals,
 }
 
 impl Blocks<'_> {
@@ -270,7 +273,7 @@ pub fn cloud_step(
         let surrogate = (&last * grad.to_dtype(last.dtype())?.detach())?.sum_all()?;
         surrogate.backward()?;
         signals = std::mem::take(&mut *blocks.signals.lock().unwrap_or_else(|p| p.into_inner()));
-        signals.sort_by(|a, b| a.0.cmp(&b.0));
+        signals.sort_by_key(|s| s.0);
         cloud_flops += flops::take();
     }
     flops::add(outer);
