@@ -17,7 +17,7 @@ use crate::net::blocks::{cloud_step, Head, StepOutcome, StepRequest};
 use crate::net::head::head_loss;
 use crate::net::{scalar, TokenBatch};
 use crate::ops::flops;
-use crate::params::LoraParams;
+use crate::params::{LoraParams, TrainModule};
 
 /// A module: its layer (None: the head) and target.
 pub type ModuleKey = (Option<usize>, LoraTarget);
@@ -154,20 +154,21 @@ pub fn device_step(
     })
 }
 
+/// One module's operations over `rows`: forward, and backward with the input's gradient when
+/// training.
+fn module_flops(rows: usize, rank: usize, m: &TrainModule, train: bool) -> u64 {
+    let backward = match train {
+        true => backward_flops(rows, rank, m.n_in, m.n_out, true),
+        false => 0,
+    };
+    forward_flops(rows, rank, m.n_in, m.n_out) + backward
+}
+
 /// The head module's operations (its products are plain, not counted by the ops).
 fn head_module_flops(params: &LoraParams, rows: usize, train: bool) -> u64 {
-    match params.get(None, LoraTarget::Head) {
-        Some(m) => {
-            let forward = forward_flops(rows, params.rank, m.n_in, m.n_out);
-            let backward = if train {
-                backward_flops(rows, params.rank, m.n_in, m.n_out, true)
-            } else {
-                0
-            };
-            forward + backward
-        }
-        None => 0,
-    }
+    params
+        .get(None, LoraTarget::Head)
+        .map_or(0, |m| module_flops(rows, params.rank, m, train))
 }
 
 /// The bank's operations had every hosted module been active, for `rows` tokens.
@@ -176,15 +177,21 @@ pub fn bank_flops_all_active(bank: &ModuleBank, rows: usize, train: bool) -> u64
     bank.all()
         .iter()
         .filter_map(|(layer, target)| params.get(Some(layer), target))
-        .map(|m| {
-            let backward = if train {
-                backward_flops(rows, params.rank, m.n_in, m.n_out, true)
-            } else {
-                0
-            };
-            forward_flops(rows, params.rank, m.n_in, m.n_out) + backward
-        })
+        .map(|m| module_flops(rows, params.rank, m, train))
         .sum()
+}
+
+/// A step in process with every module of `params` active.
+fn local_step(
+    base: &FrozenBase,
+    params: Arc<LoraParams>,
+    batch: &TokenBatch,
+    train: bool,
+) -> Result<StepResult> {
+    let bank = Arc::new(ModuleBank::new(params));
+    bank.set_active(bank.all());
+    let mut blocks = LocalBlocks(base);
+    device_step(base, &bank, &mut blocks, batch, train, ActiveSet::default())
 }
 
 /// The mean label loss of `batch` with every module of `params` (or none) in process.
@@ -196,17 +203,7 @@ pub fn loss(
     let params = params
         .cloned()
         .unwrap_or_else(|| Arc::new(LoraParams::empty()));
-    let bank = Arc::new(ModuleBank::new(params));
-    bank.set_active(bank.all());
-    let step = device_step(
-        base,
-        &bank,
-        &mut LocalBlocks(base),
-        batch,
-        false,
-        ActiveSet::default(),
-    )?;
-    Ok(step.loss)
+    Ok(local_step(base, params, batch, false)?.loss)
 }
 
 /// The loss and every module's gradient, every module active, in process.
@@ -215,15 +212,6 @@ pub fn gradients(
     params: &Arc<LoraParams>,
     batch: &TokenBatch,
 ) -> Result<(f64, HashMap<ModuleKey, ModuleGrads>)> {
-    let bank = Arc::new(ModuleBank::new(params.clone()));
-    bank.set_active(bank.all());
-    let step = device_step(
-        base,
-        &bank,
-        &mut LocalBlocks(base),
-        batch,
-        true,
-        ActiveSet::default(),
-    )?;
+    let step = local_step(base, params.clone(), batch, true)?;
     Ok((step.loss, step.grads))
 }
