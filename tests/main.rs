@@ -2,6 +2,7 @@
 
 mod cli_bench;
 mod cli_bench_errors;
+mod cli_dlora;
 mod cli_errors;
 mod cli_generate;
 mod cli_help;

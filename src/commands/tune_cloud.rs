@@ -11,15 +11,16 @@ use crate::cli::TuneCloudArgs;
 use crate::loading;
 
 pub fn run(args: TuneCloudArgs) -> Result<()> {
-    let path = loading::resolve_model_path(args.model.model.as_deref())?;
-    let loaded = loading::load(&path)?;
     if let Some(threads) = args.threads {
-        // The steps run on the runtime's blocking threads; their ops use the global pool.
+        // The steps run on the runtime's blocking threads; their ops use the global pool, which
+        // must be sized before anything (loading included) first uses it.
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .build_global()
             .context("creating the compute thread pool")?;
     }
+    let path = loading::resolve_model_path(args.model.model.as_deref())?;
+    let loaded = loading::load(&path)?;
     let pool = loading::thread_pool(args.threads)?;
     let base = pool.install(|| FrozenBase::load(&loaded.model, DType::F32))?;
     let base = Arc::new(base);

@@ -1,0 +1,188 @@
+//! DLoRA as a user runs it: `pipespec tune-cloud` and `pipespec tune --cloud` as two processes on
+//! loopback give the adapter local tuning gives, with and without Kill-and-Revive, and a device
+//! that cannot reach its cloud says so and writes nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::util::{json, run, stderr, tiny_model};
+
+/// The cloud process, killed when dropped.
+struct Cloud {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_cloud(model: &str) -> Cloud {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipespec"))
+        .args([
+            "tune-cloud",
+            "--model",
+            model,
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pipespec tune-cloud starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the cloud announces its address")
+            .expect("stderr is text");
+        if line.contains("serving the") {
+            break line
+                .rsplit(" on ")
+                .next()
+                .expect("an address follows")
+                .trim()
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Cloud { child, address }
+}
+
+/// Eight prompt/completion lines, a few steps' worth for the tiny model.
+fn write_data(dir: &Path) -> String {
+    let path = dir.join("train.jsonl");
+    let lines: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                r#"{{"prompt": "case {i}:", "completion": " {}"}}"#,
+                i * 7 % 5
+            )
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Runs `pipespec tune` with the shared flags and `extra`; the report and the adapter's bytes.
+fn tune(model: &str, data: &str, out: &Path, extra: &[&str]) -> (serde_json::Value, Vec<u8>) {
+    let mut args = vec![
+        "tune",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--eval",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--batch",
+        "2",
+        "--rank",
+        "4",
+        "--lr",
+        "1e-2",
+        "--threads",
+        "2",
+        "--json",
+    ];
+    args.extend(extra);
+    let report = json(&run(&args, ""));
+    (report, std::fs::read(out).expect("the adapter is written"))
+}
+
+#[test]
+fn two_processes_train_the_adapter_local_tuning_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), 41);
+    let model = model.to_str().unwrap();
+    let data = write_data(dir.path());
+    let cloud = start_cloud(model);
+    let kill_revive = [
+        "--kill-revive",
+        "--keep",
+        "0.25",
+        "--kr-warmup-steps",
+        "2",
+        "--kr-review-steps",
+        "3",
+    ];
+    for flags in [&[][..], &kill_revive[..]] {
+        // One output path for both: the adapter's name is the file's stem.
+        let out = dir.path().join("adapter.gguf");
+        let (local, local_adapter) = tune(model, &data, &out, flags);
+        let mut split_flags = vec!["--cloud", cloud.address.as_str()];
+        split_flags.extend(flags);
+        let (split, split_adapter) = tune(model, &data, &out, &split_flags);
+        for key in [
+            "train_loss",
+            "eval_loss_after",
+            "device_flops",
+            "device_flops_all_active",
+            "active_modules",
+            "kills",
+            "revivals",
+        ] {
+            assert_eq!(split[key], local[key], "{key} ({flags:?})");
+        }
+        assert!(
+            split_adapter == local_adapter,
+            "adapters differ ({flags:?})"
+        );
+        assert_eq!(local["bytes_to_cloud"], 0, "local tuning crossed a link");
+        let sent = split["bytes_to_cloud"].as_u64().unwrap();
+        let received = split["bytes_from_cloud"].as_u64().unwrap();
+        let all_active = split["bytes_all_active"].as_u64().unwrap();
+        assert!(sent > 0 && received > 0, "{split}");
+        assert!(split["round_trips"].as_u64().unwrap() > 0, "{split}");
+        let device = split["device_flops"].as_u64().unwrap();
+        let device_all = split["device_flops_all_active"].as_u64().unwrap();
+        if flags.is_empty() {
+            assert_eq!(device, device_all);
+            assert_eq!(split["kills"], 0);
+        } else {
+            assert!(split["kills"].as_u64().unwrap() > 0, "{split}");
+            assert!(device < device_all, "{device} >= {device_all}");
+            assert!(sent + received < all_active, "{split}");
+        }
+    }
+}
+
+#[test]
+fn a_device_without_its_cloud_says_so_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), 42);
+    let data = write_data(dir.path());
+    let out = dir.path().join("a.gguf");
+    // Port 1 on loopback: nothing listens there.
+    let output = run(
+        &[
+            "tune",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            &data,
+            "--out",
+            out.to_str().unwrap(),
+            "--cloud",
+            "127.0.0.1:1",
+            "--retries",
+            "1",
+        ],
+        "",
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(!out.exists(), "an adapter was written");
+}
