@@ -8,7 +8,7 @@
 # Environment: STEPS (30), BATCH (4), EVAL (50 evaluation examples), LR (5e-4), THREADS (2),
 # RUNS (local split kill-only kill-revive; also: bf16 = split all-active with --wire-bf16,
 # delayed = Kill-and-Revive through scripts/delay-proxy.py adding DELAY_MS (20) each way),
-# KEEP_DIR (keep the adapters and JSON reports there).
+# KEEP_DIR (keep the adapters and JSON reports there), PIPESPEC (a built binary to use as is).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,8 +21,10 @@ THREADS=${THREADS:-2}
 RUNS=${RUNS:-local split kill-only kill-revive}
 DELAY_MS=${DELAY_MS:-20}
 PORT=${PORT:-50561}
-cargo build --release --quiet
-PIPESPEC=./target/release/pipespec
+if [ -z "${PIPESPEC:-}" ]; then
+    cargo build --release --quiet
+    PIPESPEC=./target/release/pipespec
+fi
 MODEL=${2:-$($PIPESPEC fetch 2>&1 | sed -n 's/^default model ready: //p')}
 WORK=${KEEP_DIR:-$(mktemp -d)}
 mkdir -p "$WORK"

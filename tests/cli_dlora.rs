@@ -1,6 +1,6 @@
 //! DLoRA as a user runs it: `pipespec tune-cloud` and `pipespec tune --cloud` as two processes on
-//! loopback give the adapter local tuning gives, with and without Kill-and-Revive, and a device
-//! that cannot reach its cloud says so and writes nothing.
+//! loopback give the adapter local tuning gives, with and without Kill-and-Revive and with a
+//! block kept on the device, and a device that cannot reach its cloud says so and writes nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -116,6 +116,7 @@ fn two_processes_train_the_adapter_local_tuning_trains() {
         "--kr-review-steps",
         "3",
     ];
+    let mut all_active = None;
     for flags in [&[][..], &kill_revive[..]] {
         // One output path for both: the adapter's name is the file's stem.
         let out = dir.path().join("adapter.gguf");
@@ -138,6 +139,7 @@ fn two_processes_train_the_adapter_local_tuning_trains() {
             split_adapter == local_adapter,
             "adapters differ ({flags:?})"
         );
+        all_active.get_or_insert((local.clone(), local_adapter));
         assert_eq!(local["bytes_to_cloud"], 0, "local tuning crossed a link");
         let sent = split["bytes_to_cloud"].as_u64().unwrap();
         let received = split["bytes_from_cloud"].as_u64().unwrap();
@@ -155,6 +157,41 @@ fn two_processes_train_the_adapter_local_tuning_trains() {
             assert!(sent + received < all_active, "{split}");
         }
     }
+    // The first block kept on the device: the same adapter, operations moved to the device.
+    let (local, local_adapter) = all_active.expect("the all-active run ran");
+    let out = dir.path().join("adapter.gguf");
+    let flags = ["--cloud", cloud.address.as_str(), "--device-layers", "1"];
+    let (kept, kept_adapter) = tune(model, &data, &out, &flags);
+    assert!(
+        kept_adapter == local_adapter,
+        "adapters differ (--device-layers 1)"
+    );
+    assert_eq!(kept["train_loss"], local["train_loss"]);
+    let flops = |report: &serde_json::Value, key: &str| report[key].as_u64().unwrap();
+    assert!(flops(&kept, "device_flops") > flops(&local, "device_flops"));
+    assert!(flops(&kept, "cloud_flops") < flops(&local, "cloud_flops"));
+    let refused = run(
+        &[
+            "tune",
+            "--model",
+            model,
+            "--data",
+            &data,
+            "--out",
+            out.to_str().unwrap(),
+            "--cloud",
+            cloud.address.as_str(),
+            "--device-layers",
+            "2",
+        ],
+        "",
+    );
+    let message = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("--device-layers 2: the model has 2 blocks"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -15,6 +15,10 @@ pub struct SplitArgs {
     /// Tensors as bf16 on the link (half the bytes; no longer bit-identical to local tuning).
     #[arg(long, requires = "cloud")]
     pub wire_bf16: bool,
+    /// Run the first N blocks here too: the cloud then sees their output instead of the
+    /// embedded batch, which is far harder to invert into the tokens (see the README).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "cloud")]
+    pub device_layers: usize,
     /// Tries again a step whose connection fails, up to this many times.
     #[arg(long, default_value_t = 5)]
     pub retries: usize,

@@ -77,6 +77,13 @@ impl CloudService {
                 "begin.segments cover {next} rows of the {rows} hidden rows"
             )));
         }
+        let first_layer = begin.first_layer as usize;
+        if first_layer >= c.layer_count {
+            return Err(Status::invalid_argument(format!(
+                "begin.first_layer: {first_layer}, but the model has {} blocks",
+                c.layer_count
+            )));
+        }
         if let Some(p) = begin.positions.iter().find(|&&p| p as usize >= rows) {
             return Err(Status::invalid_argument(format!(
                 "begin.positions: {p} is past the {rows} rows"
@@ -91,6 +98,7 @@ impl CloudService {
         };
         Ok(StepRequest {
             hidden,
+            first_layer,
             segments,
             positions: begin.positions.clone(),
             active: modules(&begin.active)?,
@@ -180,8 +188,16 @@ impl Cloud for CloudService {
         tokio::task::spawn_blocking(move || {
             let host: Arc<dyn ModuleHost> = relay.clone();
             let mut head = |last: &candle_core::Tensor| relay.head(last);
-            let message = match cloud_step(&base, &step, host, &mut head) {
-                Ok(outcome) => Ok(CloudMessage {
+            let finished = cloud_step(&base, &step, host, &mut head).and_then(|outcome| {
+                let input_grad = outcome
+                    .input_grad
+                    .as_ref()
+                    .map(|g| wire::encode(g, wire))
+                    .transpose()?;
+                Ok((outcome, input_grad))
+            });
+            let message = match finished {
+                Ok((outcome, input_grad)) => Ok(CloudMessage {
                     kind: Some(cloud_message::Kind::Done(proto::Done {
                         signals: outcome
                             .signals
@@ -192,6 +208,7 @@ impl Cloud for CloudService {
                             })
                             .collect(),
                         cloud_flops: outcome.cloud_flops,
+                        input_grad,
                     })),
                 }),
                 Err(error) => Err(Status::invalid_argument(format!(

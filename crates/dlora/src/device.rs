@@ -34,6 +34,9 @@ pub struct RemoteOptions {
     pub bf16: bool,
     /// Tries after the first for a step whose connection fails.
     pub retries: usize,
+    /// Blocks the device runs itself before the cloud's (their output crosses the link instead
+    /// of the embedded batch).
+    pub device_layers: usize,
     /// Test hook: break the connection once, in step `.0` (0-based), after `.1` messages from
     /// the cloud.
     pub break_at: Option<(u64, usize)>,
@@ -45,6 +48,7 @@ impl RemoteOptions {
             address: address.into(),
             bf16: false,
             retries: 5,
+            device_layers: 0,
             break_at: None,
         }
     }
@@ -131,6 +135,7 @@ impl RemoteBlocks {
         let begin = proto::Begin {
             session: self.session,
             step: self.step,
+            first_layer: request.first_layer as u32,
             train: request.train,
             hidden: Some(wire::encode(&request.hidden, self.wire).map_err(tune)?),
             segments: request
@@ -226,9 +231,18 @@ impl RemoteBlocks {
                             Ok((wire::module_of(module, layers)?, s.value))
                         })
                         .collect::<Result<Vec<_>>>()?;
+                    let input_grad = if request.train && request.first_layer > 0 {
+                        let (rows, width) = request.hidden.dims2().map_err(tune)?;
+                        let expected = [Some(rows), Some(width)];
+                        let grad = done.input_grad.as_ref();
+                        Some(wire::decode("done.input_grad", grad, &expected)?)
+                    } else {
+                        None
+                    };
                     return Ok(StepOutcome {
                         signals,
                         cloud_flops: done.cloud_flops,
+                        input_grad,
                     });
                 }
             };
@@ -258,7 +272,7 @@ impl BlockRunner for RemoteBlocks {
                 Some((step, after)) if step == self.step && tries == 0 => Some(after),
                 _ => None,
             };
-            bank.discard_step();
+            bank.discard_from(self.options.device_layers);
             let runtime = self.runtime.clone();
             let result = runtime.block_on(self.attempt(request, bank, head, break_after));
             match result {
@@ -298,6 +312,17 @@ impl BlockRunner for RemoteBlocks {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn value_bytes(&self) -> u64 {
+        match self.wire {
+            proto::DType::Bf16 => 2,
+            proto::DType::F32 => 4,
+        }
+    }
+
+    fn first_layer(&self) -> usize {
+        self.options.device_layers
     }
 }
 

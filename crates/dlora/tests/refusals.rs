@@ -1,6 +1,6 @@
 //! Bad requests to the cloud each get a status naming the problem, and the cloud goes on
 //! serving: a model of another shape, an unknown session, a tensor of the wrong shape, an
-//! unknown dtype.
+//! unknown dtype, a first block past the model's.
 
 mod common;
 
@@ -17,6 +17,7 @@ fn begin(session: u64, shape: Vec<u64>, dtype: i32, bytes: usize) -> DeviceMessa
         kind: Some(device_message::Kind::Begin(proto::Begin {
             session,
             step: 0,
+            first_layer: 0,
             train: false,
             hidden: Some(proto::Tensor {
                 shape,
@@ -114,6 +115,17 @@ fn bad_requests_are_named_and_the_cloud_keeps_serving() {
             .unwrap_err();
         assert!(
             status.message().contains("10 bytes"),
+            "{}",
+            status.message()
+        );
+        let mut past = begin(session, vec![3, hidden], 0, 3 * hidden as usize * 4);
+        if let Some(device_message::Kind::Begin(b)) = past.kind.as_mut() {
+            b.first_layer = model.config.layer_count as u32;
+        }
+        let status = step(past).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("begin.first_layer: 2"),
             "{}",
             status.message()
         );

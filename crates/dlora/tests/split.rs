@@ -1,6 +1,7 @@
 //! A split run against local tuning on a tiny model, the cloud on loopback: the same adapter
-//! bit for bit (every module active, and under Kill-and-Revive), the same adapter when the
-//! connection breaks mid-step, and Kill-and-Revive's counters against a hand count.
+//! bit for bit (every module active, and under Kill-and-Revive; with blocks kept on the device
+//! too), the same adapter when the connection breaks mid-step, and Kill-and-Revive's counters
+//! against a hand count.
 
 mod common;
 
@@ -107,6 +108,49 @@ fn a_split_run_equals_local_tuning_bit_for_bit() {
 }
 
 #[test]
+fn blocks_kept_on_the_device_give_the_same_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SyntheticSpec {
+        layer_count: 3,
+        ..SyntheticSpec::tiny(45)
+    };
+    let (model, tokenizer) = model(&spec, dir.path());
+    let cloud = TestCloud::start(&model);
+    let kill_revive = KillReviveOptions {
+        keep: 0.3,
+        warmup_steps: Some(2),
+        review_steps: Some(2),
+        revive_ratio: 0.0,
+        ..KillReviveOptions::default()
+    };
+    for kr in [None, Some(kill_revive)] {
+        let options = TuneOptions {
+            kill_revive: kr,
+            ..options()
+        };
+        let (local, local_report, _) = run(&model, &tokenizer, &options, None);
+        for device_layers in [1, 2] {
+            let remote_options = RemoteOptions {
+                device_layers,
+                ..RemoteOptions::new(&cloud.address)
+            };
+            let mut remote = RemoteBlocks::connect(remote_options, &model.config).unwrap();
+            let (split, report, _) = run(&model, &tokenizer, &options, Some(&mut remote));
+            let at = format!("{device_layers} device layers, kill-revive {kr:?}");
+            assert_eq!(split.modules, local.modules, "{at}");
+            assert_eq!(report.train_loss, local_report.train_loss, "{at}");
+            assert_eq!(report.eval_loss_after, local_report.eval_loss_after, "{at}");
+            let (c, l) = (&report.counters, &local_report.counters);
+            assert_eq!((c.kills, c.revivals), (l.kills, l.revivals), "{at}");
+            // The device's blocks move their operations from the cloud to the device.
+            assert!(c.device_flops > l.device_flops, "{at}");
+            assert!(c.cloud_flops < l.cloud_flops, "{at}");
+            assert!(c.bytes_to_cloud + c.bytes_from_cloud <= c.bytes_all_active);
+        }
+    }
+}
+
+#[test]
 fn a_connection_broken_mid_step_gives_the_same_adapter() {
     let dir = tempfile::tempdir().unwrap();
     let (model, tokenizer) = model(&SyntheticSpec::tiny(43), dir.path());
@@ -120,16 +164,23 @@ fn a_connection_broken_mid_step_gives_the_same_adapter() {
     let (expected, _, _) = run(&model, &tokenizer, &options, Some(&mut steady));
     assert_eq!(steady.retried, 0);
     // Evaluation before training takes a few steps of the runner; break a training step, after
-    // the cloud has sent its fifth message (the middle of the backward pass).
+    // the cloud has sent its fifth message (the backward pass of its blocks). With a block on
+    // the device, the retry must keep the device block's forward work.
     let evaluation_steps = 2;
-    let broken = RemoteOptions {
-        break_at: Some((evaluation_steps + 1, 5)),
-        ..RemoteOptions::new(&cloud.address)
-    };
-    let mut remote = RemoteBlocks::connect(broken, &model.config).unwrap();
-    let (adapter, _, _) = run(&model, &tokenizer, &options, Some(&mut remote));
-    assert_eq!(remote.retried, 1, "the hook broke no connection");
-    assert_eq!(adapter.modules, expected.modules);
+    for device_layers in [0, 1] {
+        let broken = RemoteOptions {
+            break_at: Some((evaluation_steps + 1, 5)),
+            device_layers,
+            ..RemoteOptions::new(&cloud.address)
+        };
+        let mut remote = RemoteBlocks::connect(broken, &model.config).unwrap();
+        let (adapter, _, _) = run(&model, &tokenizer, &options, Some(&mut remote));
+        assert_eq!(remote.retried, 1, "the hook broke no connection");
+        assert_eq!(
+            adapter.modules, expected.modules,
+            "{device_layers} device layers"
+        );
+    }
 }
 
 /// Operations of a rank-`r` module from `n_in` to `n_out` over `t` rows, forward and backward

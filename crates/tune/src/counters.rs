@@ -32,17 +32,27 @@ pub struct Counters {
     pub revivals: usize,
 }
 
-/// Bytes a value takes on the wire (f32).
+/// Bytes a value takes on the wire as f32.
 pub const WIRE_VALUE_BYTES: u64 = 4;
 
-/// The payload bytes the killed modules of `bank` would have added to a step over `rows`
-/// tokens: each one's deltas (and their gradient when training), and a group's input (and its
-/// gradient) when none of the group is active. Message framing is not included.
-pub fn killed_module_bytes(bank: &ModuleBank, rows: usize, train: bool) -> u64 {
+/// The payload values the killed modules of `bank` from `first_layer` on (those before it run
+/// on the device) would have added to a step over `rows` tokens: each one's deltas (and their
+/// gradient when training), and a group's input (and its gradient) when none of the group is
+/// active. Message framing is not included; times the bytes per value, that is the traffic.
+pub fn killed_module_values(
+    bank: &ModuleBank,
+    rows: usize,
+    train: bool,
+    first_layer: usize,
+) -> u64 {
     let (all, active) = (bank.all(), bank.active());
     let params = bank.params();
     let directions = if train { 2 } else { 1 };
-    let layers: BTreeSet<usize> = all.iter().map(|(l, _)| l).collect();
+    let layers: BTreeSet<usize> = all
+        .iter()
+        .map(|(l, _)| l)
+        .filter(|&l| l >= first_layer)
+        .collect();
     let mut values = 0u64;
     for layer in layers {
         for kind in GroupKind::ALL {
@@ -62,5 +72,5 @@ pub fn killed_module_bytes(bank: &ModuleBank, rows: usize, train: bool) -> u64 {
             }
         }
     }
-    values * WIRE_VALUE_BYTES
+    values
 }

@@ -101,8 +101,11 @@ impl Moments {
         rate: f64,
         decay: f64,
     ) -> Result<()> {
-        self.m = ((&self.m * BETA1)? + (grad * (1.0 - BETA1))?)?;
-        self.v = ((&self.v * BETA2)? + (grad.sqr()? * (1.0 - BETA2))?)?;
+        // Detached: a gradient may still hold the graph it came from, and moments built on it
+        // would chain every step's graph (activations included) to the next.
+        let grad = grad.detach();
+        self.m = ((&self.m * BETA1)? + (&grad * (1.0 - BETA1))?)?.detach();
+        self.v = ((&self.v * BETA2)? + (grad.sqr()? * (1.0 - BETA2))?)?.detach();
         let m_hat = (&self.m * (1.0 / (1.0 - BETA1.powi(steps))))?;
         let v_hat = (&self.v * (1.0 / (1.0 - BETA2.powi(steps))))?;
         let decayed = (theta.as_tensor() * (1.0 - rate * decay))?;

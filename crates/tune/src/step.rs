@@ -10,10 +10,13 @@ use candle_core::{Device, Tensor, Var};
 use pipespec_model::lora::LoraTarget;
 
 use crate::base::FrozenBase;
+use crate::counters::WIRE_VALUE_BYTES;
 use crate::error::{invalid, Result};
 use crate::modules::bank::{backward_flops, forward_flops, ModuleGrads};
 use crate::modules::{ActiveSet, ModuleBank, ModuleHost};
-use crate::net::blocks::{cloud_step, Head, StepOutcome, StepRequest};
+use crate::net::blocks::{
+    cloud_step, run_blocks, take_signals, Head, SharedSignals, StepOutcome, StepRequest,
+};
 use crate::net::head::head_loss;
 use crate::net::{scalar, TokenBatch};
 use crate::ops::flops;
@@ -50,10 +53,33 @@ pub trait BlockRunner: Send {
     fn is_remote(&self) -> bool {
         false
     }
+
+    /// Bytes a value takes on the link.
+    fn value_bytes(&self) -> u64 {
+        WIRE_VALUE_BYTES
+    }
+
+    /// The first block this runner runs; the device runs the blocks before it.
+    fn first_layer(&self) -> usize {
+        0
+    }
 }
 
-/// The blocks in this process.
-pub struct LocalBlocks<'a>(pub &'a FrozenBase);
+/// The blocks in this process, from `first_layer` on (the device step runs those before).
+pub struct LocalBlocks<'a> {
+    pub base: &'a FrozenBase,
+    pub first_layer: usize,
+}
+
+impl<'a> LocalBlocks<'a> {
+    /// Every block.
+    pub fn new(base: &'a FrozenBase) -> LocalBlocks<'a> {
+        LocalBlocks {
+            base,
+            first_layer: 0,
+        }
+    }
+}
 
 impl BlockRunner for LocalBlocks<'_> {
     fn run(
@@ -63,8 +89,19 @@ impl BlockRunner for LocalBlocks<'_> {
         head: &mut Head,
     ) -> Result<StepOutcome> {
         let host: Arc<dyn ModuleHost> = bank.clone();
-        cloud_step(self.0, request, host, head)
+        cloud_step(self.base, request, host, head)
     }
+
+    fn first_layer(&self) -> usize {
+        self.first_layer
+    }
+}
+
+/// The device's own blocks of a step: their output (tracked, to carry the gradient back down)
+/// and where their revival signals land.
+struct DeviceBlocks {
+    output: Tensor,
+    signals: SharedSignals,
 }
 
 /// What a step gives back.
@@ -77,6 +114,8 @@ pub struct StepResult {
     pub bank_flops: u64,
     /// Operations of the head (with its module).
     pub head_flops: u64,
+    /// Operations of the frozen blocks the device ran itself (`--device-layers`).
+    pub block_flops: u64,
     pub cloud_flops: u64,
 }
 
@@ -92,14 +131,40 @@ pub fn device_step(
 ) -> Result<StepResult> {
     let params = bank.params().clone();
     let ids = Tensor::from_slice(&batch.ids, batch.ids.len(), &Device::Cpu)?;
-    let request = StepRequest {
+    let mut request = StepRequest {
         hidden: base.embedding.index_select(&ids, 0)?,
+        first_layer: 0,
         segments: batch.segments.clone(),
         positions: batch.positions.clone(),
         active: bank.active(),
         train,
         watch,
     };
+    let outer = flops::take();
+    bank.discard_step();
+    let first_layer = runner.first_layer();
+    let device_blocks = match first_layer {
+        0 => None,
+        _ => {
+            // A variable, so that the blocks' graph is tracked even with no module active.
+            let input = Var::from_tensor(&request.hidden.to_dtype(base.dtype)?)?;
+            let host: Arc<dyn ModuleHost> = bank.clone();
+            let (output, signals) = run_blocks(
+                base,
+                &request,
+                0..first_layer,
+                input.as_tensor().clone(),
+                host,
+            )?;
+            request.hidden = output.detach();
+            request.first_layer = first_layer;
+            // The cloud learns nothing of the modules it does not run.
+            request.active = request.active.from_layer(first_layer);
+            request.watch = request.watch.from_layer(first_layer);
+            Some(DeviceBlocks { output, signals })
+        }
+    };
+    let mut block_flops = flops::take();
     let mut loss = None;
     let mut head_grads: Option<ModuleGrads> = None;
     let mut head_flops = 0;
@@ -133,9 +198,28 @@ pub fn device_step(
         flops::add(outer);
         Ok(grad)
     };
-    bank.discard_step();
     let outcome = runner.run(&request, bank, &mut head)?;
     let loss = loss.ok_or_else(|| invalid("the step ended before the head ran"))?;
+    let mut signals = outcome.signals;
+    if let (true, Some(blocks)) = (train, device_blocks) {
+        let grad = outcome
+            .input_grad
+            .ok_or_else(|| invalid("the cloud sent no gradient for the device's blocks"))?;
+        if grad.dims() != blocks.output.dims() {
+            return Err(invalid(format!(
+                "a gradient of shape {:?} for the device blocks' output of shape {:?}",
+                grad.dims(),
+                blocks.output.dims()
+            )));
+        }
+        // d(Σ output·g)/d(output) = g exactly, as at the cloud's end.
+        let grad = grad.to_dtype(blocks.output.dtype())?.detach();
+        (&blocks.output * grad)?.sum_all()?.backward()?;
+        signals.extend(take_signals(&blocks.signals));
+        signals.sort_by_key(|s| s.0);
+    }
+    block_flops += flops::take();
+    flops::add(outer);
     let (bank_grads, bank_flops) = bank.drain();
     let mut grads: HashMap<ModuleKey, ModuleGrads> = bank_grads
         .into_iter()
@@ -147,9 +231,10 @@ pub fn device_step(
     Ok(StepResult {
         loss,
         grads,
-        signals: outcome.signals,
+        signals,
         bank_flops,
         head_flops,
+        block_flops,
         cloud_flops: outcome.cloud_flops,
     })
 }
@@ -190,7 +275,7 @@ fn local_step(
 ) -> Result<StepResult> {
     let bank = Arc::new(ModuleBank::new(params));
     bank.set_active(bank.all());
-    let mut blocks = LocalBlocks(base);
+    let mut blocks = LocalBlocks::new(base);
     device_step(base, &bank, &mut blocks, batch, train, ActiveSet::default())
 }
 

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::base::FrozenBase;
-use crate::counters::{killed_module_bytes, Counters};
+use crate::counters::{killed_module_values, Counters};
 use crate::data::{Dataset, Example};
 use crate::error::{invalid, Result};
 use crate::evaluate::{eval_loss, exact_match};
@@ -150,7 +150,7 @@ pub fn tune(
     let architecture = inputs.model.config.architecture.name();
     inputs.pool.install(|| {
         let base = FrozenBase::load(inputs.model, DType::F32)?;
-        let mut local = LocalBlocks(&base);
+        let mut local = LocalBlocks::new(&base);
         let runner: &mut dyn BlockRunner = match cloud {
             Some(cloud) => cloud,
             None => &mut local,
@@ -246,12 +246,15 @@ pub fn tune(
                 let rate = schedule.rate(step);
                 optimizer.step(&params, &result.grads, rate)?;
                 step += 1;
-                counters.device_flops += result.bank_flops + result.head_flops;
+                let fixed_flops = result.head_flops + result.block_flops;
+                counters.device_flops += result.bank_flops + fixed_flops;
                 counters.cloud_flops += result.cloud_flops;
                 counters.device_flops_all_active +=
-                    result.head_flops + bank_flops_all_active(&bank, batch.tokens(), true);
+                    fixed_flops + bank_flops_all_active(&bank, batch.tokens(), true);
                 if remote {
-                    counters.bytes_all_active += killed_module_bytes(&bank, batch.tokens(), true);
+                    counters.bytes_all_active +=
+                        killed_module_values(&bank, batch.tokens(), true, runner.first_layer())
+                            * runner.value_bytes();
                 }
                 if let Some(k) = kill_revive.as_mut() {
                     k.record(&result.signals);

@@ -14,14 +14,25 @@ pub fn connect(args: &SplitArgs, config: &Config) -> Result<Option<RemoteBlocks>
     let Some(address) = &args.cloud else {
         return Ok(None);
     };
+    if args.device_layers >= config.layer_count {
+        bail!(
+            "--device-layers {}: the model has {} blocks; keep fewer on the device, or tune without --cloud",
+            args.device_layers,
+            config.layer_count
+        );
+    }
     let options = RemoteOptions {
         bf16: args.wire_bf16,
+        device_layers: args.device_layers,
         retries: args.retries,
         ..RemoteOptions::new(address)
     };
     let remote = RemoteBlocks::connect(options, config)
         .with_context(|| format!("--cloud {address}: opening a session"))?;
-    eprintln!("pipespec tune: the frozen blocks run on the cloud at {address}");
+    match args.device_layers {
+        0 => eprintln!("pipespec tune: the frozen blocks run on the cloud at {address}"),
+        n => eprintln!("pipespec tune: blocks 0..{n} run here, the rest on the cloud at {address}"),
+    }
     Ok(Some(remote))
 }
 

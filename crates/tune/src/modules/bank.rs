@@ -4,7 +4,7 @@
 //! the step drains them) and the gradient at the input. The arithmetic is written out, so its
 //! operation count is exact.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use candle_core::{Tensor, D};
@@ -55,7 +55,8 @@ struct BankState {
     active: ActiveSet,
     stash: HashMap<(usize, GroupKind), Stash>,
     grads: HashMap<(usize, LoraTarget), ModuleGrads>,
-    flops: u64,
+    /// Operations per layer.
+    flops: BTreeMap<usize, u64>,
 }
 
 /// Every hosted (layer) module of a run, the head's excepted.
@@ -107,17 +108,23 @@ impl ModuleBank {
     /// Forgets a step's partial work (stash, gradients, count): a step that failed midway is
     /// run again from the start.
     pub fn discard_step(&self) {
+        self.discard_from(0);
+    }
+
+    /// Forgets the partial work of layers `first_layer` and after: a cloud's attempt at its
+    /// blocks that failed midway is run again, while the device's own blocks keep theirs.
+    pub fn discard_from(&self, first_layer: usize) {
         let mut state = self.lock();
-        state.stash.clear();
-        state.grads.clear();
-        state.flops = 0;
+        state.stash.retain(|&(layer, _), _| layer < first_layer);
+        state.grads.retain(|&(layer, _), _| layer < first_layer);
+        state.flops.retain(|&layer, _| layer < first_layer);
     }
 
     /// The gradients of the step, and the operations it took; the bank is then empty.
     pub fn drain(&self) -> (HashMap<(usize, LoraTarget), ModuleGrads>, u64) {
         let mut state = self.lock();
         state.stash.clear();
-        let flops = std::mem::take(&mut state.flops);
+        let flops = std::mem::take(&mut state.flops).values().sum();
         (std::mem::take(&mut state.grads), flops)
     }
 
@@ -160,7 +167,8 @@ impl ModuleHost for ModuleBank {
             let u = x.matmul(&module.a.as_tensor().t()?)?;
             deltas.push((u.matmul(&module.b.as_tensor().t()?)? * self.scale)?);
             projected.push(u);
-            state.flops += forward_flops(rows, self.params.rank, module.n_in, module.n_out);
+            *state.flops.entry(layer).or_default() +=
+                forward_flops(rows, self.params.rank, module.n_in, module.n_out);
         }
         state.stash.insert(
             (layer, kind),
@@ -208,7 +216,7 @@ impl ModuleHost for ModuleBank {
                     None => part,
                 });
             }
-            state.flops +=
+            *state.flops.entry(layer).or_default() +=
                 backward_flops(rows, self.params.rank, module.n_in, module.n_out, need_dx);
             let summed = match state.grads.remove(&(layer, target)) {
                 Some(old) => ModuleGrads {

@@ -79,6 +79,18 @@ impl ActiveSet {
         self.modules.is_empty()
     }
 
+    /// The modules of layers `first` and after.
+    pub fn from_layer(&self, first: usize) -> ActiveSet {
+        ActiveSet {
+            modules: self
+                .modules
+                .iter()
+                .copied()
+                .filter(|m| m.0 >= first)
+                .collect(),
+        }
+    }
+
     /// Every active module, by layer then target.
     pub fn iter(&self) -> impl Iterator<Item = (usize, LoraTarget)> + '_ {
         self.modules.iter().copied()

@@ -4,6 +4,7 @@
 //! host receiving its modules' share). Local tuning runs this same code in process, which is
 //! why a split run equals a local one bit for bit.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor, Var};
@@ -25,8 +26,10 @@ pub const SKETCH_COLUMNS: usize = 8;
 /// What the device sends to start a step.
 #[derive(Debug, Clone)]
 pub struct StepRequest {
-    /// `[tokens, hidden]`: the embedded batch.
+    /// `[tokens, hidden]`: the embedded batch, or the output of the blocks before `first_layer`.
     pub hidden: Tensor,
+    /// The first block to run; the device ran those before it (`--device-layers`).
+    pub first_layer: usize,
     pub segments: Vec<Segment>,
     /// Rows whose final hidden state the head needs.
     pub positions: Vec<u32>,
@@ -39,7 +42,7 @@ pub struct StepRequest {
 }
 
 /// What the cloud reports at the end of a step.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct StepOutcome {
     /// Per watched module: `‖gᵀ·x·R‖²/k`, a sketch of the squared norm of the loss gradient
     /// with respect to a full update of its matrix (`g` at its output, `x` its input, `R`
@@ -47,6 +50,8 @@ pub struct StepOutcome {
     pub signals: Vec<((usize, LoraTarget), f64)>,
     /// Operations the cloud ran.
     pub cloud_flops: u64,
+    /// The gradient at `hidden` when training with `first_layer > 0`, for the device's blocks.
+    pub input_grad: Option<Tensor>,
 }
 
 /// The device's head as the cloud sees it: final hidden rows in, their gradient out (None when
@@ -54,7 +59,7 @@ pub struct StepOutcome {
 pub type Head<'a> = dyn FnMut(&Tensor) -> Result<Option<Tensor>> + 'a;
 
 /// Signals as the backward pass measures them.
-type SharedSignals = Arc<Mutex<Vec<((usize, LoraTarget), f64)>>>;
+pub type SharedSignals = Arc<Mutex<Vec<((usize, LoraTarget), f64)>>>;
 
 /// A watched module's input; its signal lands in `signals` when the gradient passes.
 struct Watch {
@@ -215,8 +220,49 @@ fn signal(watch: &Watch, grad: &Tensor) -> Result<f64> {
     Ok(square.to_scalar::<f64>()? / SKETCH_COLUMNS as f64)
 }
 
-/// Runs the blocks of `base` for `request`, modules from `host`, the head's gradient from
-/// `head`; counts the cloud's operations on this thread.
+/// The output of blocks `layers` over `hidden` (tracked: modules from `host` take part), and
+/// where the revival signals of the watched modules land when the gradient passes.
+pub fn run_blocks(
+    base: &FrozenBase,
+    request: &StepRequest,
+    layers: Range<usize>,
+    hidden: Tensor,
+    host: Arc<dyn ModuleHost>,
+) -> Result<(Tensor, SharedSignals)> {
+    let c = &base.config;
+    let mut blocks = Blocks {
+        host,
+        anchor: Var::zeros(1, base.dtype, &Device::Cpu)?,
+        request,
+        signals: Arc::new(Mutex::new(Vec::new())),
+    };
+    let rotary = base.rotary(&request.segments);
+    let attention = CausalAttention {
+        segments: Arc::new(request.segments.clone()),
+        heads: c.head_count,
+        kv_heads: c.kv_head_count,
+        head_dim: c.head_dim,
+    };
+    let mut hidden = hidden;
+    for l in layers {
+        let layer = base
+            .layers
+            .get(l)
+            .ok_or_else(|| invalid(format!("no block {l}: the model has {}", c.layer_count)))?;
+        hidden = blocks.layer(hidden, l, layer, base, &rotary, &attention)?;
+    }
+    Ok((hidden, blocks.signals))
+}
+
+/// The signals a backward pass left, in module order.
+pub fn take_signals(signals: &SharedSignals) -> Vec<((usize, LoraTarget), f64)> {
+    let mut taken = std::mem::take(&mut *signals.lock().unwrap_or_else(|p| p.into_inner()));
+    taken.sort_by_key(|s| s.0);
+    taken
+}
+
+/// Runs the blocks of `base` from `request.first_layer` on, modules from `host`, the head's
+/// gradient from `head`; counts the cloud's operations on this thread.
 pub fn cloud_step(
     base: &FrozenBase,
     request: &StepRequest,
@@ -235,32 +281,23 @@ pub fn cloud_step(
     if let Some(bad) = request.positions.iter().find(|&&p| p as usize >= tokens) {
         return Err(invalid(format!("position {bad} is past the {tokens} rows")));
     }
+    if request.first_layer > c.layer_count {
+        return Err(invalid(format!(
+            "first block {} of a model with {} blocks",
+            request.first_layer, c.layer_count
+        )));
+    }
     let outer = flops::take();
     // A variable, so that every projection's output is tracked and its gradient kept.
     let input = Var::from_tensor(&request.hidden.to_dtype(base.dtype)?)?;
-    let mut blocks = Blocks {
-        host,
-        anchor: Var::zeros(1, base.dtype, &Device::Cpu)?,
-        request,
-        signals: Arc::new(Mutex::new(Vec::new())),
-    };
-    let rotary = base.rotary(&request.segments);
-    let attention = CausalAttention {
-        segments: Arc::new(request.segments.clone()),
-        heads: c.head_count,
-        kv_heads: c.kv_head_count,
-        head_dim: c.head_dim,
-    };
-    let mut hidden = input.as_tensor().clone();
-    for (l, layer) in base.layers.iter().enumerate() {
-        hidden = blocks.layer(hidden, l, layer, base, &rotary, &attention)?;
-    }
+    let layers = request.first_layer..c.layer_count;
+    let (hidden, shared) = run_blocks(base, request, layers, input.as_tensor().clone(), host)?;
     let positions = Tensor::from_slice(&request.positions, request.positions.len(), &Device::Cpu)?;
     let last = hidden.index_select(&positions, 0)?;
     let mut cloud_flops = flops::take();
     let grad = head(&last)?;
     flops::take();
-    let mut signals = Vec::new();
+    let (mut signals, mut input_grad) = (Vec::new(), None);
     if let (true, Some(grad)) = (request.train, grad) {
         if grad.dims() != last.dims() {
             return Err(invalid(format!(
@@ -271,14 +308,20 @@ pub fn cloud_step(
         }
         // d(Σ last·g)/d(last) = g exactly: the gradient enters the graph unchanged.
         let surrogate = (&last * grad.to_dtype(last.dtype())?.detach())?.sum_all()?;
-        surrogate.backward()?;
-        signals = std::mem::take(&mut *blocks.signals.lock().unwrap_or_else(|p| p.into_inner()));
-        signals.sort_by_key(|s| s.0);
+        let grads = surrogate.backward()?;
+        signals = take_signals(&shared);
+        if request.first_layer > 0 {
+            let at_input = grads
+                .get(input.as_tensor())
+                .ok_or_else(|| invalid("no gradient reached the blocks' input"))?;
+            input_grad = Some(at_input.clone());
+        }
         cloud_flops += flops::take();
     }
     flops::add(outer);
     Ok(StepOutcome {
         signals,
         cloud_flops,
+        input_grad,
     })
 }
