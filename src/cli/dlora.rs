@@ -36,7 +36,7 @@ pub struct SplitArgs {
     pub kr_review_steps: Option<usize>,
     /// A killed module returns when its gradient signal reaches this many times the active
     /// modules' median.
-    #[arg(long, default_value_t = 1.0, requires = "kill_revive")]
+    #[arg(long, default_value_t = 2.0, requires = "kill_revive")]
     pub revive_ratio: f64,
     /// Kill only: killed modules never return.
     #[arg(long, requires = "kill_revive")]

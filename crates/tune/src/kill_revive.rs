@@ -3,7 +3,8 @@
 //! the device nothing and cross no bytes. The rules chosen here (the paper leaves them open):
 //!
 //! - **Activity** of a module is the norm of its weight change, `‖s·B·A‖_F` (B starts at zero,
-//!   so this is all it has changed the base), computed from the `r × r` Gram matrices.
+//!   so this is all it has changed the base), computed from the `r × r` Gram matrices, per step
+//!   it has trained since it last (re)started: a revived module is not killed for being young.
 //! - **Kill**: at a review, the `keep` share of all hosted modules with the highest activity
 //!   stays active; the others are killed. A killed module's `B` is set to zero (so it adds
 //!   nothing, in training and in the exported adapter alike) and its optimizer state dropped;
@@ -11,10 +12,11 @@
 //! - **Revive**: the cloud measures for every module, at no device cost, a sketch of the norm of
 //!   the loss gradient with respect to a full update of its matrix (from the gradient at the
 //!   module's output and its input, both on the cloud). At a review, a killed module whose mean
-//!   signal since the last review is at least `revive_ratio` times the median of the active
+//!   signal since the last review is at least `revive_ratio` (2) times the median of the active
 //!   modules' comes back (B zero, fresh optimizer state) and is exempt from that review's kill;
-//!   the budget stays `keep`, and at most half of it changes hands at one review. No review
-//!   follows the last step.
+//!   the budget stays `keep`, and at most a quarter of it (at least one) changes hands at one
+//!   review: every swap zeroes a trained module, so revival must be rare. No review follows
+//!   the last step.
 
 use std::collections::HashMap;
 
@@ -49,7 +51,7 @@ impl Default for KillReviveOptions {
             warmup_steps: None,
             review_steps: None,
             revive: true,
-            revive_ratio: 1.0,
+            revive_ratio: 2.0,
         }
     }
 }
@@ -72,6 +74,8 @@ pub struct KillRevive {
     period: usize,
     total: usize,
     signals: HashMap<(usize, LoraTarget), (f64, usize)>,
+    /// The step each revived module came back at (the others started at 0).
+    revived_at: HashMap<(usize, LoraTarget), usize>,
 }
 
 /// `‖s·B·A‖_F` from `trace((BᵀB)(AAᵀ))`, and the operations it took.
@@ -104,6 +108,7 @@ impl KillRevive {
             period: options.review_steps.unwrap_or(total.div_ceil(5)).max(1),
             total,
             signals: HashMap::new(),
+            revived_at: HashMap::new(),
         })
     }
 
@@ -167,7 +172,7 @@ impl KillRevive {
                 candidates.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
                 revived = candidates
                     .into_iter()
-                    .take(budget)
+                    .take((budget / 4).max(1))
                     .map(|(k, _)| k)
                     .collect();
             }
@@ -180,7 +185,8 @@ impl KillRevive {
                 .ok_or_else(|| invalid("an active module the run does not train"))?;
             let (value, flops) = activity(module, params.scale())?;
             device_flops += flops;
-            ranked.push((key, value));
+            let trained = done_steps - self.revived_at.get(&key).copied().unwrap_or(0);
+            ranked.push((key, value / trained.max(1) as f64));
         }
         ranked.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
         let room = budget.saturating_sub(revived.len());
@@ -201,6 +207,9 @@ impl KillRevive {
         }
         killed.sort();
         revived.sort();
+        for &key in &revived {
+            self.revived_at.insert(key, done_steps);
+        }
         let next = ActiveSet::new(next);
         let review = Review {
             step: done_steps,
