@@ -14,6 +14,7 @@ use pipespec_tune::net::blocks::{cloud_step, StepRequest};
 use pipespec_tune::ops::attention::Segment;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::proto::cloud_server::{Cloud, CloudServer};
@@ -23,6 +24,10 @@ use crate::wire;
 
 /// The largest message either side accepts (a step's hidden states travel in one).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+/// HTTP/2 flow-control windows of both sides: a module's input or gradient (megabytes) goes in
+/// one window instead of waiting for window updates every 64 KiB.
+pub const WINDOW_BYTES: u32 = 32 << 20;
 
 pub struct CloudService {
     base: Arc<FrozenBase>,
@@ -232,8 +237,17 @@ pub async fn serve(
     let service = CloudServer::new(CloudService::new(base))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // A step is hundreds of request/reply exchanges: no Nagle delay on the small ones (tonic's
+    // own setting does not reach a listener it is handed).
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    });
     tonic::transport::Server::builder()
+        .initial_stream_window_size(WINDOW_BYTES)
+        .initial_connection_window_size(WINDOW_BYTES)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

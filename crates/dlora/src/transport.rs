@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::cloud::WINDOW_BYTES;
+
 /// Byte counts shared by every connection of a run, and the break switch.
 #[derive(Debug, Default)]
 pub struct LinkMeter {
@@ -88,7 +90,9 @@ impl AsyncWrite for CountedStream {
 /// A lazily connected channel to `address` (`host:port`) whose connections `meter` counts.
 pub fn counted_channel(address: &str, meter: Arc<LinkMeter>) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| format!("`{address}` is not a host:port address: {e}"))?;
+        .map_err(|e| format!("`{address}` is not a host:port address: {e}"))?
+        .initial_stream_window_size(WINDOW_BYTES)
+        .initial_connection_window_size(WINDOW_BYTES);
     let target = address.to_string();
     let connector = tower::service_fn(move |_: Uri| {
         let (target, meter) = (target.clone(), meter.clone());
