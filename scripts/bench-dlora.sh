@@ -7,8 +7,9 @@
 #
 # Environment: STEPS (30), BATCH (4), EVAL (50 evaluation examples), LR (5e-4), THREADS (2),
 # RUNS (local split kill-only kill-revive; also: bf16 = split all-active with --wire-bf16,
-# delayed = Kill-and-Revive through scripts/delay-proxy.py adding DELAY_MS (20) each way),
-# KEEP_DIR (keep the adapters and JSON reports there), PIPESPEC (a built binary to use as is).
+# split-delayed and kill-revive-delayed = through scripts/delay-proxy.py adding DELAY_MS (20)
+# each way), EXTRA (more flags for every run), KEEP_DIR (keep the adapters and JSON reports
+# there), PIPESPEC (a built binary to use as is).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,7 +42,7 @@ PIDS+=($!)
 for _ in $(seq 120); do grep -q serving "$WORK/cloud.log" 2>/dev/null && break; sleep 1; done
 
 common=(--model "$MODEL" --task "$TASK" --max-steps "$STEPS" --batch "$BATCH" --lr "$LR"
-    --eval-limit "$EVAL" --threads "$THREADS" --seed 0 --json)
+    --eval-limit "$EVAL" --threads "$THREADS" --seed 0 --json ${EXTRA:-})
 split=(--cloud "127.0.0.1:$PORT")
 for run in $RUNS; do
     case $run in
@@ -50,7 +51,8 @@ for run in $RUNS; do
         bf16) extra=("${split[@]}" --wire-bf16) ;;
         kill-only) extra=("${split[@]}" --kill-revive --no-revive) ;;
         kill-revive) extra=("${split[@]}" --kill-revive) ;;
-        delayed) extra=(--cloud "127.0.0.1:$((PORT + 1))" --kill-revive) ;;
+        split-delayed) extra=(--cloud "127.0.0.1:$((PORT + 1))") ;;
+        kill-revive-delayed) extra=(--cloud "127.0.0.1:$((PORT + 1))" --kill-revive) ;;
         *) echo "unknown run $run" >&2; exit 2 ;;
     esac
     $PIPESPEC tune "${common[@]}" "${extra[@]}" --out "$WORK/$run.gguf" \
@@ -61,8 +63,8 @@ python3 - "$WORK" $RUNS <<'PY'
 import json, sys
 work, runs = sys.argv[1], sys.argv[2:]
 print("| run | eval loss | exact match | device GFLOP | vs all-active | link MB | vs all-active"
-      " | round trips | kills | revivals | modules | tokens/s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      " | round trips | kills | revivals | modules | s/step | peak RSS GB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for run in runs:
     r = json.load(open(f"{work}/{run}.json"))
     dev, link = r.get("device_flops"), (r.get("bytes_to_cloud") or 0) + (r.get("bytes_from_cloud") or 0)
@@ -71,5 +73,6 @@ for run in runs:
     print(f"| {run} | {r['eval_loss_after']:.4f} | {r['eval_exact_match_after']:.3f} | "
           f"{(dev or 0) / 1e9:.1f} | {ratio(dev, dev_all)} | {link / 1e6:.0f} | {ratio(link, link_all)} | "
           f"{r.get('round_trips', 0)} | {r.get('kills', 0)} | {r.get('revivals', 0)} | "
-          f"{r.get('active_modules', '-')} | {r['tokens_per_s']:.1f} |")
+          f"{r.get('active_modules', '-')} | {r['train_s'] / r['steps']:.2f} | "
+          f"{r['peak_rss_bytes'] / 1e9:.2f} |")
 PY
