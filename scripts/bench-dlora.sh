@@ -70,7 +70,8 @@ for run in runs:
     dev, link = r.get("device_flops"), (r.get("bytes_to_cloud") or 0) + (r.get("bytes_from_cloud") or 0)
     dev_all, link_all = r.get("device_flops_all_active"), r.get("bytes_all_active")
     ratio = lambda a, b: f"{a / b:.3f}" if a is not None and b else "-"
-    print(f"| {run} | {r['eval_loss_after']:.4f} | {r['eval_exact_match_after']:.3f} | "
+    number = lambda v, digits: "-" if v is None else f"{v:.{digits}f}"
+    print(f"| {run} | {number(r['eval_loss_after'], 4)} | {number(r['eval_exact_match_after'], 3)} | "
           f"{(dev or 0) / 1e9:.1f} | {ratio(dev, dev_all)} | {link / 1e6:.0f} | {ratio(link, link_all)} | "
           f"{r.get('round_trips', 0)} | {r.get('kills', 0)} | {r.get('revivals', 0)} | "
           f"{r.get('active_modules', '-')} | {r['train_s'] / r['steps']:.2f} | "
