@@ -123,12 +123,19 @@ impl FrozenBase {
     /// Dequantizes `model`'s weights (read from its file) into tensors of `dtype` (F32, or F64
     /// for gradient checks).
     pub fn load(model: &Model, dtype: DType) -> Result<FrozenBase> {
+        Self::load_blocks(model, dtype, model.config.layer_count)
+    }
+
+    /// Like [`FrozenBase::load`], with only the first `blocks` decoder blocks: a split run's
+    /// device needs the embedding, the head and the blocks it runs itself, not the cloud's.
+    pub fn load_blocks(model: &Model, dtype: DType, blocks: usize) -> Result<FrozenBase> {
         let file = model.file();
         let c = model.config.clone();
         let (hidden, q_dim, kv_dim, ffn) =
             (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
-        let mut layers = Vec::with_capacity(c.layer_count);
-        for i in 0..c.layer_count {
+        let blocks = blocks.min(c.layer_count);
+        let mut layers = Vec::with_capacity(blocks);
+        for i in 0..blocks {
             let name = |suffix: &str| format!("blk.{i}.{suffix}");
             let matrix = |suffix: &str, rows, cols| dense(file, &name(suffix), rows, cols, dtype);
             layers.push(FrozenLayer {
@@ -190,7 +197,25 @@ impl FrozenBase {
         }
     }
 
-    /// The frozen matrix a module adapts (`layer` None: the head).
+    /// `(rows, columns)` of the frozen matrix a module adapts, from the model's shape (its block
+    /// loaded here or not).
+    pub fn matrix_shape(&self, layer: Option<usize>, target: LoraTarget) -> Option<(usize, usize)> {
+        let c = &self.config;
+        let (hidden, q_dim, kv_dim, ffn) =
+            (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        match (layer, target) {
+            (Some(l), _) if l >= c.layer_count => None,
+            (Some(_), LoraTarget::Q) => Some((q_dim, hidden)),
+            (Some(_), LoraTarget::K | LoraTarget::V) => Some((kv_dim, hidden)),
+            (Some(_), LoraTarget::Output) => Some((hidden, q_dim)),
+            (Some(_), LoraTarget::Gate | LoraTarget::Up) => Some((ffn, hidden)),
+            (Some(_), LoraTarget::Down) => Some((hidden, ffn)),
+            (None, LoraTarget::Head) if self.separate_head => Some((c.vocab_size, hidden)),
+            _ => None,
+        }
+    }
+
+    /// The frozen matrix a module adapts (`layer` None: the head), when loaded here.
     pub fn matrix(&self, layer: Option<usize>, target: LoraTarget) -> Option<&Tensor> {
         match layer {
             Some(l) => self.layers.get(l).and_then(|layer| layer.matrix(target)),

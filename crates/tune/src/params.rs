@@ -65,10 +65,9 @@ impl LoraParams {
         }
         let mut modules = Vec::with_capacity(places.len());
         for (layer, target) in places {
-            let matrix = base
-                .matrix(layer, target)
+            let (n_out, n_in) = base
+                .matrix_shape(layer, target)
                 .ok_or_else(|| invalid(format!("no base matrix for {}", target.short_name())))?;
-            let (n_out, n_in) = matrix.dims2()?;
             let bound = 1.0 / (n_in as f64).sqrt();
             let a: Vec<f64> = (0..rank * n_in)
                 .map(|_| rng.random_range(-bound..bound))

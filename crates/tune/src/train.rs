@@ -149,7 +149,12 @@ pub fn tune(
     let examples = &inputs.train.examples;
     let architecture = inputs.model.config.architecture.name();
     inputs.pool.install(|| {
-        let base = FrozenBase::load(inputs.model, DType::F32)?;
+        // A split run's device loads only the blocks it runs itself.
+        let blocks_here = match &cloud {
+            Some(runner) => runner.first_layer(),
+            None => inputs.model.config.layer_count,
+        };
+        let base = FrozenBase::load_blocks(inputs.model, DType::F32, blocks_here)?;
         let mut local = LocalBlocks::new(&base);
         let runner: &mut dyn BlockRunner = match cloud {
             Some(cloud) => cloud,
