@@ -223,3 +223,59 @@ fn a_device_without_its_cloud_says_so_and_writes_nothing() {
     assert!(message.contains("127.0.0.1:1"), "{message}");
     assert!(!out.exists(), "an adapter was written");
 }
+
+#[test]
+fn a_cloud_killed_mid_run_leaves_the_adapter_trained_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), 43);
+    let model = model.to_str().unwrap();
+    let data = write_data(dir.path());
+    let mut cloud = start_cloud(model);
+    let out = dir.path().join("a.gguf");
+    let mut device = Command::new(env!("CARGO_BIN_EXE_pipespec"))
+        .args([
+            "tune",
+            "--model",
+            model,
+            "--data",
+            &data,
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "2000",
+            "--batch",
+            "2",
+            "--rank",
+            "4",
+            "--threads",
+            "1",
+            "--retries",
+            "0",
+            "--cloud",
+            cloud.address.as_str(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pipespec tune starts");
+    let mut lines = BufReader::new(device.stderr.take().expect("stderr is piped")).lines();
+    for line in lines.by_ref() {
+        if line.expect("stderr is text").contains("step 1/") {
+            break;
+        }
+    }
+    cloud.child.kill().unwrap();
+    let message: Vec<String> = lines.map_while(Result::ok).collect();
+    let message = message.join("\n");
+    let status = device.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{message}");
+    assert!(message.contains("training stopped after step"), "{message}");
+    let partial = dir.path().join("a.partial.gguf");
+    assert!(message.contains("a.partial.gguf"), "{message}");
+    assert!(
+        !out.exists(),
+        "the unfinished adapter was written as the finished one"
+    );
+    let info = run(&["info", partial.to_str().unwrap()], "");
+    assert!(info.status.success(), "{}", stderr(&info));
+}

@@ -1,7 +1,7 @@
 //! A split run against local tuning on a tiny model, the cloud on loopback: the same adapter
 //! bit for bit (every module active, and under Kill-and-Revive; with blocks kept on the device
-//! too), the same adapter when the connection breaks mid-step, and Kill-and-Revive's counters
-//! against a hand count.
+//! too), the same adapter when the connection breaks mid-step, the adapter trained so far when
+//! the cloud is gone for good, and Kill-and-Revive's counters against a hand count.
 
 mod common;
 
@@ -15,7 +15,7 @@ use pipespec_model::Model;
 use pipespec_tune::kill_revive::KillReviveOptions;
 use pipespec_tune::report::TuneReport;
 use pipespec_tune::step::BlockRunner;
-use pipespec_tune::{tune, TuneEvent, TuneInputs, TuneOptions};
+use pipespec_tune::{tune, TuneError, TuneEvent, TuneInputs, TuneOptions};
 use std::sync::Arc;
 
 fn options() -> TuneOptions {
@@ -180,6 +180,48 @@ fn a_connection_broken_mid_step_gives_the_same_adapter() {
             adapter.modules, expected.modules,
             "{device_layers} device layers"
         );
+    }
+}
+
+#[test]
+fn a_cloud_gone_for_good_leaves_the_adapter_trained_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, tokenizer) = model(&SyntheticSpec::tiny(44), dir.path());
+    let cloud = TestCloud::start(&model);
+    // No retries: the third training step's broken connection ends the run (two evaluation
+    // steps come first).
+    let broken = RemoteOptions {
+        break_at: Some((2 + 2, 5)),
+        retries: 0,
+        ..RemoteOptions::new(&cloud.address)
+    };
+    let mut remote = RemoteBlocks::connect(broken, &model.config).unwrap();
+    let train = data(&tokenizer, 8);
+    let threads = pool(2);
+    let inputs = TuneInputs {
+        model: &model,
+        tokenizer: &tokenizer,
+        train: &train,
+        eval: Some(&train),
+        pool: &threads,
+    };
+    let outcome = tune(&inputs, &options(), Some(&mut remote), &mut |_| {});
+    match outcome {
+        Err(TuneError::Interrupted {
+            steps,
+            partial,
+            cause,
+        }) => {
+            assert_eq!(steps, 2, "{cause}");
+            assert!(cause.to_string().contains("connection"), "{cause}");
+            let trained = partial
+                .modules
+                .iter()
+                .any(|m| m.b.iter().any(|&v| v != 0.0));
+            assert!(trained, "the partial adapter holds no training");
+        }
+        Err(other) => panic!("not an interrupted run: {other}"),
+        Ok(_) => panic!("the run survived a broken connection without retries"),
     }
 }
 

@@ -23,6 +23,13 @@ pub enum TuneError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// Training stopped after `steps` steps; `partial` is the adapter as trained so far.
+    #[error("stopped after step {steps}: {cause}")]
+    Interrupted {
+        steps: usize,
+        partial: Box<pipespec_model::lora::LoraAdapter>,
+        cause: Box<TuneError>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, TuneError>;

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::base::FrozenBase;
 use crate::counters::{killed_module_values, Counters};
 use crate::data::{Dataset, Example};
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Result, TuneError};
 use crate::evaluate::{eval_loss, exact_match};
 use crate::kill_revive::{KillRevive, KillReviveOptions};
 use crate::modules::{ActiveSet, ModuleBank};
@@ -225,91 +225,109 @@ pub fn tune(
         let remote = runner.is_remote();
         let mut counters = Counters::default();
         let mut step = 0;
-        for epoch in 0..options.epochs {
-            if step == total {
-                break;
-            }
-            let (mut loss_sum, mut batches) = (0.0, 0);
-            for indices in epoch_order(examples.len(), options.seed, epoch).chunks(options.batch) {
+        let mut train = || -> Result<()> {
+            for epoch in 0..options.epochs {
                 if step == total {
                     break;
                 }
-                let chosen: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
-                let batch = TokenBatch::new(&chosen)?;
-                let watch = kill_revive
-                    .as_ref()
-                    .map_or_else(ActiveSet::default, |k| k.watch(step, &bank));
-                let active = bank.active().len();
-                let result = device_step(&base, &bank, runner, &batch, true, watch)?;
-                if !result.loss.is_finite() {
-                    return Err(invalid(format!(
-                        "the loss became {} at step {}: lower --lr",
-                        result.loss,
-                        step + 1
-                    )));
-                }
-                let rate = schedule.rate(step);
-                optimizer.step(&params, &result.grads, rate)?;
-                step += 1;
-                let fixed_flops = result.head_flops + result.block_flops;
-                counters.device_flops += result.bank_flops + fixed_flops;
-                counters.cloud_flops += result.cloud_flops;
-                counters.device_flops_all_active +=
-                    fixed_flops + bank_flops_all_active(&bank, batch.tokens(), true);
-                if remote {
-                    counters.bytes_all_active +=
-                        killed_module_values(&bank, batch.tokens(), true, runner.first_layer())
-                            * runner.value_bytes();
-                }
-                if let Some(k) = kill_revive.as_mut() {
-                    k.record(&result.signals);
-                    if let Some(review) = k.review(step, &bank, &mut optimizer)? {
-                        counters.device_flops += review.device_flops;
-                        counters.device_flops_all_active += review.device_flops;
-                        counters.kills += review.killed.len();
-                        counters.revivals += review.revived.len();
-                        on_event(TuneEvent::Review {
-                            step,
-                            killed: review.killed.len(),
-                            revived: review.revived.len(),
-                            active: review.active,
-                        });
+                let (mut loss_sum, mut batches) = (0.0, 0);
+                for indices in
+                    epoch_order(examples.len(), options.seed, epoch).chunks(options.batch)
+                {
+                    if step == total {
+                        break;
                     }
+                    let chosen: Vec<&Example> = indices.iter().map(|&i| &examples[i]).collect();
+                    let batch = TokenBatch::new(&chosen)?;
+                    let watch = kill_revive
+                        .as_ref()
+                        .map_or_else(ActiveSet::default, |k| k.watch(step, &bank));
+                    let active = bank.active().len();
+                    let result = device_step(&base, &bank, runner, &batch, true, watch)?;
+                    if !result.loss.is_finite() {
+                        return Err(invalid(format!(
+                            "the loss became {} at step {}: lower --lr",
+                            result.loss,
+                            step + 1
+                        )));
+                    }
+                    let rate = schedule.rate(step);
+                    optimizer.step(&params, &result.grads, rate)?;
+                    step += 1;
+                    let fixed_flops = result.head_flops + result.block_flops;
+                    counters.device_flops += result.bank_flops + fixed_flops;
+                    counters.cloud_flops += result.cloud_flops;
+                    counters.device_flops_all_active +=
+                        fixed_flops + bank_flops_all_active(&bank, batch.tokens(), true);
+                    if remote {
+                        counters.bytes_all_active +=
+                            killed_module_values(&bank, batch.tokens(), true, runner.first_layer())
+                                * runner.value_bytes();
+                    }
+                    if let Some(k) = kill_revive.as_mut() {
+                        k.record(&result.signals);
+                        if let Some(review) = k.review(step, &bank, &mut optimizer)? {
+                            counters.device_flops += review.device_flops;
+                            counters.device_flops_all_active += review.device_flops;
+                            counters.kills += review.killed.len();
+                            counters.revivals += review.revived.len();
+                            on_event(TuneEvent::Review {
+                                step,
+                                killed: review.killed.len(),
+                                revived: review.revived.len(),
+                                active: review.active,
+                            });
+                        }
+                    }
+                    let traffic = runner.traffic();
+                    counters.bytes_to_cloud = traffic.to_cloud - traffic_before.to_cloud;
+                    counters.bytes_from_cloud = traffic.from_cloud - traffic_before.from_cloud;
+                    counters.round_trips = traffic.round_trips - traffic_before.round_trips;
+                    report.tokens_trained += batch.tokens();
+                    loss_sum += result.loss;
+                    batches += 1;
+                    on_event(TuneEvent::Step {
+                        step,
+                        total,
+                        loss: result.loss,
+                        rate,
+                        tokens: report.tokens_trained,
+                        seconds: train_started.elapsed().as_secs_f64(),
+                        active,
+                        counters: counters.clone(),
+                    });
                 }
-                let traffic = runner.traffic();
-                counters.bytes_to_cloud = traffic.to_cloud - traffic_before.to_cloud;
-                counters.bytes_from_cloud = traffic.from_cloud - traffic_before.from_cloud;
-                counters.round_trips = traffic.round_trips - traffic_before.round_trips;
-                report.tokens_trained += batch.tokens();
-                loss_sum += result.loss;
-                batches += 1;
-                on_event(TuneEvent::Step {
-                    step,
-                    total,
-                    loss: result.loss,
-                    rate,
-                    tokens: report.tokens_trained,
-                    seconds: train_started.elapsed().as_secs_f64(),
-                    active,
-                    counters: counters.clone(),
-                });
+                if batches > 0 {
+                    let mean_loss = loss_sum / batches as f64;
+                    report.train_loss.push(mean_loss);
+                    counters.active_modules.push(bank.active().len());
+                    on_event(TuneEvent::Epoch {
+                        epoch: epoch + 1,
+                        mean_loss,
+                    });
+                }
             }
-            if batches > 0 {
-                let mean_loss = loss_sum / batches as f64;
-                report.train_loss.push(mean_loss);
-                counters.active_modules.push(bank.active().len());
-                on_event(TuneEvent::Epoch {
-                    epoch: epoch + 1,
-                    mean_loss,
-                });
-            }
-        }
+            Ok(())
+        };
+        let trained = train();
+        // A run that fails midway (a cloud gone for good) still hands back what it trained.
+        let interrupted =
+            |steps: usize, cause: TuneError| match params.to_adapter(architecture, None) {
+                Ok(partial) if steps > 0 => TuneError::Interrupted {
+                    steps,
+                    partial: Box::new(partial),
+                    cause: Box::new(cause),
+                },
+                _ => cause,
+            };
+        trained.map_err(|cause| interrupted(step, cause))?;
         report.steps = step;
         report.train_s = train_started.elapsed().as_secs_f64();
         report.tokens_per_s = report.tokens_trained as f64 / report.train_s.max(1e-9);
         counters.bytes_all_active += counters.bytes_to_cloud + counters.bytes_from_cloud;
         report.counters = counters;
-        (report.eval_loss_after, report.eval_exact_match_after) = evaluate(runner, true, on_event)?;
+        (report.eval_loss_after, report.eval_exact_match_after) =
+            evaluate(runner, true, on_event).map_err(|cause| interrupted(step, cause))?;
         let adapter = params.to_adapter(architecture, None)?;
         report.peak_rss_bytes = pipespec_model::peak_resident_bytes();
         report.wall_s = started.elapsed().as_secs_f64();

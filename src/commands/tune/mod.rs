@@ -5,16 +5,16 @@ mod progress;
 mod split;
 mod tasks;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use pipespec_model::chat::ChatTemplate;
-use pipespec_model::lora::LoraTarget;
+use pipespec_model::lora::{LoraAdapter, LoraTarget};
 use pipespec_tune::data::{Dataset, Encoder};
 use pipespec_tune::optim::Decay;
 use pipespec_tune::report::TuneReport;
 use pipespec_tune::tasks::Task;
-use pipespec_tune::{tune, TuneInputs, TuneOptions};
+use pipespec_tune::{tune, TuneError, TuneInputs, TuneOptions};
 
 use crate::cli::TuneArgs;
 use crate::loading::{self, LoadedModel};
@@ -71,13 +71,23 @@ pub fn run(args: TuneArgs) -> Result<()> {
             eprintln!("pipespec tune: closing the cloud session: {error}");
         }
     }
-    let (mut adapter, mut report) = outcome?;
-    adapter.name = out
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned());
-    adapter
-        .write(out)
-        .with_context(|| format!("writing the adapter to {}", out.display()))?;
+    let (adapter, mut report) = match outcome {
+        Ok(done) => done,
+        Err(TuneError::Interrupted {
+            steps,
+            partial,
+            cause,
+        }) => {
+            let kept = partial_path(out);
+            write_adapter(*partial, &kept)?;
+            bail!(
+                "training stopped after step {steps}: {cause}\nthe adapter as trained so far is in {}",
+                kept.display()
+            );
+        }
+        Err(error) => return Err(error.into()),
+    };
+    write_adapter(adapter, out)?;
     report.adapter = out.display().to_string();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -85,6 +95,25 @@ pub fn run(args: TuneArgs) -> Result<()> {
         print_summary(&report);
     }
     Ok(())
+}
+
+/// Writes `adapter` to `path`, named after the file.
+fn write_adapter(mut adapter: LoraAdapter, path: &Path) -> Result<()> {
+    adapter.name = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned());
+    adapter
+        .write(path)
+        .with_context(|| format!("writing the adapter to {}", path.display()))
+}
+
+/// Where an interrupted run keeps its adapter: `NAME.partial.gguf` beside `out`.
+fn partial_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map_or_else(
+        || "adapter".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    out.with_file_name(format!("{stem}.partial.gguf"))
 }
 
 /// The run's settings from the flags, every one checked before the model loads.
