@@ -58,20 +58,24 @@ fn run(
     (adapter, report, tokens)
 }
 
+/// Kill-and-Revive with short phases; every killed module with any signal comes back, so the
+/// signals must reach the device.
+fn reviving() -> KillReviveOptions {
+    KillReviveOptions {
+        keep: 0.3,
+        warmup_steps: Some(2),
+        review_steps: Some(2),
+        revive_ratio: 0.0,
+        ..KillReviveOptions::default()
+    }
+}
+
 #[test]
 fn a_split_run_equals_local_tuning_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let (model, tokenizer) = model(&SyntheticSpec::tiny(41), dir.path());
     let cloud = TestCloud::start(&model);
-    let kill_revive = KillReviveOptions {
-        keep: 0.3,
-        warmup_steps: Some(2),
-        review_steps: Some(2),
-        // Every killed module with any signal comes back: the signals must reach the device.
-        revive_ratio: 0.0,
-        ..KillReviveOptions::default()
-    };
-    for kr in [None, Some(kill_revive)] {
+    for kr in [None, Some(reviving())] {
         let options = TuneOptions {
             kill_revive: kr,
             ..options()
@@ -116,14 +120,7 @@ fn blocks_kept_on_the_device_give_the_same_adapter() {
     };
     let (model, tokenizer) = model(&spec, dir.path());
     let cloud = TestCloud::start(&model);
-    let kill_revive = KillReviveOptions {
-        keep: 0.3,
-        warmup_steps: Some(2),
-        review_steps: Some(2),
-        revive_ratio: 0.0,
-        ..KillReviveOptions::default()
-    };
-    for kr in [None, Some(kill_revive)] {
+    for kr in [None, Some(reviving())] {
         let options = TuneOptions {
             kill_revive: kr,
             ..options()
