@@ -10,8 +10,9 @@ use crate::modules::{GroupKind, ModuleBank};
 /// Totals over the training steps (evaluation excluded).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Counters {
-    /// Operations of the device: its LoRA modules (forward, backward, activity norms) and the
-    /// output head; element-wise work and the optimizer are not counted.
+    /// Operations of the device: its LoRA modules (forward, backward, activity norms), the
+    /// output head and the blocks it runs itself (`--device-layers`); element-wise work and
+    /// the optimizer are not counted.
     pub device_flops: u64,
     /// Operations of the frozen blocks (products, norms, rotary, attention, revival sketches).
     pub cloud_flops: u64,
