@@ -17,6 +17,19 @@ use crate::error::{invalid, Result};
 use crate::ops::attention::Segment;
 use crate::ops::rotary::Rotary;
 
+/// `[n_out, n_in]` of a layer matrix of `c` (None for the head, which is no layer's).
+fn layer_matrix_shape(c: &Config, target: LoraTarget) -> Option<(usize, usize)> {
+    let (hidden, q_dim, kv_dim, ffn) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+    match target {
+        LoraTarget::Q => Some((q_dim, hidden)),
+        LoraTarget::K | LoraTarget::V => Some((kv_dim, hidden)),
+        LoraTarget::Output => Some((hidden, q_dim)),
+        LoraTarget::Gate | LoraTarget::Up => Some((ffn, hidden)),
+        LoraTarget::Down => Some((hidden, ffn)),
+        LoraTarget::Head => None,
+    }
+}
+
 /// One decoder layer's frozen tensors; matrices are `[n_out, n_in]`.
 pub struct FrozenLayer {
     pub attention_norm: Tensor,
@@ -131,26 +144,35 @@ impl FrozenBase {
     pub fn load_blocks(model: &Model, dtype: DType, blocks: usize) -> Result<FrozenBase> {
         let file = model.file();
         let c = model.config.clone();
-        let (hidden, q_dim, kv_dim, ffn) =
-            (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let (hidden, q_dim, kv_dim) = (c.hidden_size, c.q_dim(), c.kv_dim());
         let blocks = blocks.min(c.layer_count);
         let mut layers = Vec::with_capacity(blocks);
         for i in 0..blocks {
             let name = |suffix: &str| format!("blk.{i}.{suffix}");
-            let matrix = |suffix: &str, rows, cols| dense(file, &name(suffix), rows, cols, dtype);
+            let matrix = |target: LoraTarget| {
+                let (rows, cols) = layer_matrix_shape(&c, target)
+                    .ok_or_else(|| invalid("the head is not a layer matrix"))?;
+                dense(
+                    file,
+                    &name(&format!("{}.weight", target.tensor_stem())),
+                    rows,
+                    cols,
+                    dtype,
+                )
+            };
             layers.push(FrozenLayer {
                 attention_norm: vector(file, &name("attn_norm.weight"), hidden, dtype)?,
-                q: matrix("attn_q.weight", q_dim, hidden)?,
-                k: matrix("attn_k.weight", kv_dim, hidden)?,
-                v: matrix("attn_v.weight", kv_dim, hidden)?,
+                q: matrix(LoraTarget::Q)?,
+                k: matrix(LoraTarget::K)?,
+                v: matrix(LoraTarget::V)?,
                 q_bias: optional_vector(file, &name("attn_q.bias"), q_dim, dtype)?,
                 k_bias: optional_vector(file, &name("attn_k.bias"), kv_dim, dtype)?,
                 v_bias: optional_vector(file, &name("attn_v.bias"), kv_dim, dtype)?,
-                output: matrix("attn_output.weight", hidden, q_dim)?,
+                output: matrix(LoraTarget::Output)?,
                 ffn_norm: vector(file, &name("ffn_norm.weight"), hidden, dtype)?,
-                gate: matrix("ffn_gate.weight", ffn, hidden)?,
-                up: matrix("ffn_up.weight", ffn, hidden)?,
-                down: matrix("ffn_down.weight", hidden, ffn)?,
+                gate: matrix(LoraTarget::Gate)?,
+                up: matrix(LoraTarget::Up)?,
+                down: matrix(LoraTarget::Down)?,
             });
         }
         let embedding = dense(file, "token_embd.weight", c.vocab_size, hidden, dtype)?;
@@ -201,17 +223,11 @@ impl FrozenBase {
     /// loaded here or not).
     pub fn matrix_shape(&self, layer: Option<usize>, target: LoraTarget) -> Option<(usize, usize)> {
         let c = &self.config;
-        let (hidden, q_dim, kv_dim, ffn) =
-            (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
-        match (layer, target) {
-            (Some(l), _) if l >= c.layer_count => None,
-            (Some(_), LoraTarget::Q) => Some((q_dim, hidden)),
-            (Some(_), LoraTarget::K | LoraTarget::V) => Some((kv_dim, hidden)),
-            (Some(_), LoraTarget::Output) => Some((hidden, q_dim)),
-            (Some(_), LoraTarget::Gate | LoraTarget::Up) => Some((ffn, hidden)),
-            (Some(_), LoraTarget::Down) => Some((hidden, ffn)),
-            (None, LoraTarget::Head) if self.separate_head => Some((c.vocab_size, hidden)),
-            _ => None,
+        match layer {
+            Some(l) if l < c.layer_count => layer_matrix_shape(c, target),
+            Some(_) => None,
+            None => (target == LoraTarget::Head && self.separate_head)
+                .then_some((c.vocab_size, c.hidden_size)),
         }
     }
 

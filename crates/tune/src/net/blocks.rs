@@ -281,9 +281,9 @@ pub fn cloud_step(
     if let Some(bad) = request.positions.iter().find(|&&p| p as usize >= tokens) {
         return Err(invalid(format!("position {bad} is past the {tokens} rows")));
     }
-    if request.first_layer > c.layer_count {
+    if request.first_layer >= c.layer_count {
         return Err(invalid(format!(
-            "first block {} of a model with {} blocks",
+            "first block {} of a model with {} blocks: the cloud runs at least one",
             request.first_layer, c.layer_count
         )));
     }
