@@ -57,7 +57,15 @@ pub fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 1.666_666_5e-1);
     p = p.mul_add(r, 0.5);
     let y = (p * r).mul_add(r, r) + 1.0;
-    f32::from_bits(y.to_bits().wrapping_add((n as i32 as u32) << 23))
+    // y * 2^n by adding n to the exponent. n is integral and within -126..=128, so the bits of
+    // n + 1.5 * 2^23 end in n (two's complement, 9 bits), and shifting them by 23 gives exactly
+    // `(n as i32 as u32) << 23`: the same value in a form that vectorizes.
+    let scaled = f32::from_bits(y.to_bits().wrapping_add((n + 12_582_912.0).to_bits() << 23));
+    if x.is_nan() {
+        x
+    } else {
+        scaled
+    }
 }
 
 /// `gate = silu(gate) * up`, in place.
@@ -83,6 +91,57 @@ pub fn add_in_place(a: &mut [f32], b: &[f32]) {
 
 #[cfg(test)]
 mod tests {
+    /// The exponent step written as an integer conversion and shift, as it was before.
+    fn exp_by_integer_shift(x: f32) -> f32 {
+        let x = x.clamp(-87.336_54, 88.722_83);
+        let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+        let r = n.mul_add(-0.693_359_4, x);
+        let r = n.mul_add(2.121_944_4e-4, r);
+        let mut p = 1.987_569_1e-4_f32;
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            p = p.mul_add(r, c);
+        }
+        let y = (p * r).mul_add(r, r) + 1.0;
+        f32::from_bits(y.to_bits().wrapping_add((n as i32 as u32) << 23))
+    }
+
+    #[test]
+    fn exp_matches_the_integer_shift_form_bit_for_bit() {
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            for v in [x, -x, x * 1e-3] {
+                assert_eq!(
+                    super::exp(v).to_bits(),
+                    exp_by_integer_shift(v).to_bits(),
+                    "{v}"
+                );
+            }
+            x += 0.000_731;
+        }
+        for v in [
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::MAX,
+            f32::MIN,
+            0.0,
+            -0.0,
+        ] {
+            assert_eq!(
+                super::exp(v).to_bits(),
+                exp_by_integer_shift(v).to_bits(),
+                "{v}"
+            );
+        }
+        let payload = f32::from_bits(0x7fc0_0001);
+        assert!(super::exp(payload).is_nan() && super::exp(-f32::NAN).is_nan());
+    }
+
     #[test]
     fn exp_is_within_two_ulp_of_the_exact_value() {
         let mut worst = 0f64;

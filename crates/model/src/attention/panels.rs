@@ -1,0 +1,139 @@
+//! The arithmetic of attention over the cache's panels: scores of many query vectors against
+//! key panels, the largest score, and weighted sums of value rows. Each score and each output
+//! element is one chain of FMAs in a fixed order, however many vectors go together.
+
+use crate::cache::KEY_PANEL;
+
+/// The largest of `row` (as a fold of `f32::max` in order gives it: `max` ignores NaN and the
+/// order of the others cannot change the result), eight lanes at a time.
+pub(super) fn max_of(row: &[f32]) -> f32 {
+    let (chunks, rest) = row.as_chunks::<8>();
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(v);
+        }
+    }
+    lanes
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Weighted sums of the values for heads `first..first + G` (their weights are rows of `width`
+/// in `scores`) into their rows of `out`, every dimension: `W` dimensions at a time, or fewer
+/// at the end. Returns `G`.
+#[inline(always)]
+pub(super) fn weigh_heads<const G: usize, const W: usize>(
+    scores: &[f32],
+    width: usize,
+    values: &[f32],
+    count: usize,
+    d: usize,
+    first: usize,
+    out: &mut [f32],
+) -> usize {
+    let weights: [&[f32]; G] =
+        std::array::from_fn(|h| &scores[(first + h) * width..(first + h) * width + count]);
+    let mut start = 0;
+    while start < d {
+        start += match d - start {
+            left if left >= W => weigh_values::<G, W>(&weights, values, d, start, first, out),
+            8.. => weigh_values::<G, 8>(&weights, values, d, start, first, out),
+            _ => weigh_values::<G, 1>(&weights, values, d, start, first, out),
+        };
+    }
+    G
+}
+
+/// `out[h][start + i] = sum_j weights[h][j] * values[j][start + i]` for `i < W` and the `G`
+/// heads from `first`: FMAs in position order, the sums kept in registers. Returns `W`.
+#[inline(always)]
+fn weigh_values<const G: usize, const W: usize>(
+    weights: &[&[f32]; G],
+    values: &[f32],
+    d: usize,
+    start: usize,
+    first: usize,
+    out: &mut [f32],
+) -> usize {
+    let mut acc = [[0f32; W]; G];
+    for (j, value) in values.chunks_exact(d).take(weights[0].len()).enumerate() {
+        let value = &value[start..start + W];
+        for (acc, weights) in acc.iter_mut().zip(weights) {
+            let w = weights[j];
+            for (a, &v) in acc.iter_mut().zip(value) {
+                *a = w.mul_add(v, *a);
+            }
+        }
+    }
+    for (h, acc) in acc.iter().enumerate() {
+        let at = (first + h) * d + start;
+        out[at..at + W].copy_from_slice(acc);
+    }
+    W
+}
+
+/// Scores of `G` query heads (rows of `queries`, `d` values each) against every key panel,
+/// scaled, into rows of `width` of `scores`: per position, the FMAs over the dimensions in order.
+/// Several panels go at once so that about 8 FMA chains are in flight (the FMA latency times
+/// the FMA pipes), whatever `G`.
+#[inline(always)]
+pub(super) fn score_panels<const G: usize>(
+    queries: &[f32],
+    key_panels: &[f32],
+    d: usize,
+    width: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    let panels = key_panels.len() / (d * KEY_PANEL).max(1);
+    let mut p = 0;
+    while p < panels {
+        let left = panels - p;
+        p += if G == 1 && left >= 8 {
+            score_step::<G, 8>(queries, key_panels, p, d, width, scale, scores)
+        } else if G <= 2 && left >= 4 {
+            score_step::<G, 4>(queries, key_panels, p, d, width, scale, scores)
+        } else if left >= 2 {
+            score_step::<G, 2>(queries, key_panels, p, d, width, scale, scores)
+        } else {
+            score_step::<G, 1>(queries, key_panels, p, d, width, scale, scores)
+        };
+    }
+}
+
+/// Scores of key panels `first..first + P` for `G` heads (as `score_panels`); returns `P`.
+#[inline(always)]
+fn score_step<const G: usize, const P: usize>(
+    queries: &[f32],
+    key_panels: &[f32],
+    first: usize,
+    d: usize,
+    width: usize,
+    scale: f32,
+    scores: &mut [f32],
+) -> usize {
+    let panel_len = d * KEY_PANEL;
+    let mut acc = [[[0f32; KEY_PANEL]; G]; P];
+    for i in 0..d {
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let keys = &key_panels[(first + t) * panel_len + i * KEY_PANEL..][..KEY_PANEL];
+            for (h, lanes) in acc.iter_mut().enumerate() {
+                let q = queries[h * d + i];
+                for (a, &k) in lanes.iter_mut().zip(keys) {
+                    *a = q.mul_add(k, *a);
+                }
+            }
+        }
+    }
+    for (t, acc) in acc.iter().enumerate() {
+        for (h, lanes) in acc.iter().enumerate() {
+            let at = h * width + (first + t) * KEY_PANEL;
+            for (s, &a) in scores[at..at + KEY_PANEL].iter_mut().zip(lanes) {
+                *s = a * scale;
+            }
+        }
+    }
+    P
+}
