@@ -23,12 +23,13 @@ const HEADS_PER_PASS: usize = 4;
 /// Consecutive rows of one sequence that a task serves together.
 const ROWS_PER_TASK: usize = 4;
 
-/// One task: kv head `kv_head` for rows `first..first + outs.len()` of the pass (consecutive
+/// One task: kv head `kv_head` for rows `first..first + rows` of the pass (consecutive
 /// positions of one sequence), each with its output (the query heads of the group, `d` each).
 struct Task<'o> {
     kv_head: usize,
     first: usize,
-    outs: Vec<&'o mut [f32]>,
+    rows: usize,
+    outs: [Option<&'o mut [f32]>; ROWS_PER_TASK],
 }
 
 /// Causal attention of every row of a pass over its own sequence's cache. Each task serves
@@ -65,7 +66,8 @@ pub(crate) fn attention(
             starts.iter().map(move |&first| Task {
                 kv_head,
                 first,
-                outs: Vec::with_capacity(ROWS_PER_TASK),
+                rows: 0,
+                outs: std::array::from_fn(|_| None),
             })
         })
         .collect();
@@ -74,29 +76,31 @@ pub(crate) fn attention(
         .enumerate()
     {
         let (row, kv_head) = (index / c.kv_head_count, index % c.kv_head_count);
-        tasks[kv_head * starts.len() + block_of[row]]
-            .outs
-            .push(chunk);
+        let task = &mut tasks[kv_head * starts.len() + block_of[row]];
+        task.outs[task.rows] = Some(chunk);
+        task.rows += 1;
     }
     let task = |task: Task| {
         let place = rows[task.first];
         let cache: &KvCache = segments[place.segment].cache;
-        let queries: Vec<&[f32]> = (task.first..task.first + task.outs.len())
-            .map(|row| {
-                let index = row * c.kv_head_count + task.kv_head;
-                &q[index * group_width..(index + 1) * group_width]
-            })
-            .collect();
-        let last_count = place.position + task.outs.len();
+        let last_count = place.position + task.rows;
         SCRATCH.with(|scratch| {
+            let s = &mut *scratch.borrow_mut();
+            // the block's query vectors, row after row
+            s.queries.clear();
+            for row in task.first..task.first + task.rows {
+                let index = row * c.kv_head_count + task.kv_head;
+                s.queries
+                    .extend_from_slice(&q[index * group_width..(index + 1) * group_width]);
+            }
             attend_block(
-                &queries,
+                task.rows,
                 place.position + 1,
                 cache.head_keys(layer, task.kv_head, last_count),
                 cache.head_values(layer, task.kv_head, last_count),
                 c.head_dim,
-                &mut scratch.borrow_mut(),
-                task.outs,
+                s,
+                task.outs.into_iter().flatten(),
             )
         });
     };
@@ -124,26 +128,24 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// Causal attention of consecutive rows over one kv head: row `r` (queries `queries[r]`, its
-/// group's heads of `d` values) sees `first_count + r` cached positions; softmax(q.K / sqrt(d))
-/// V per head into `outs[r]`. `key_panels` is (ceil(last count / 8), d, 8) and `values`
+/// Causal attention of `rows` consecutive rows over one kv head: row `r` (its group's query
+/// heads of `d` values, after the previous rows' in `s.queries`) sees `first_count + r` cached
+/// positions; softmax(q.K / sqrt(d)) V per head into the `r`th of `outs`. `key_panels` is (ceil(last count / 8), d, 8) and `values`
 /// (last count, d).
-fn attend_block(
-    queries: &[&[f32]],
+fn attend_block<'o>(
+    rows: usize,
     first_count: usize,
     key_panels: &[f32],
     values: &[f32],
     d: usize,
     s: &mut Scratch,
-    outs: Vec<&mut [f32]>,
+    outs: impl Iterator<Item = &'o mut [f32]>,
 ) {
-    let heads = queries.first().map_or(0, |q| q.len() / d);
-    let vectors = queries.len() * heads;
-    let last_count = first_count + queries.len() - 1;
+    let vectors = s.queries.len() / d;
+    let heads = vectors / rows;
+    let last_count = first_count + rows - 1;
     let scale = 1.0 / (d as f32).sqrt();
     let width = last_count.div_ceil(KEY_PANEL) * KEY_PANEL;
-    s.queries.clear();
-    queries.iter().for_each(|q| s.queries.extend_from_slice(q));
     s.scores.clear();
     s.scores.resize(vectors * width, 0.0);
     // scores of 8 positions per step, up to the last row's count: lanes and positions past a
@@ -196,7 +198,7 @@ fn attend_block(
     }
     // normalised into each row's output
     let row_width = heads * d;
-    for (r, out) in outs.into_iter().enumerate() {
+    for (r, out) in outs.enumerate() {
         let sums = &s.sums[r * row_width..(r + 1) * row_width];
         let inverses = &s.inverse_sums[r * heads..(r + 1) * heads];
         for ((out, sum), &inverse) in out
