@@ -46,21 +46,7 @@ pub(crate) fn attention(
     out: &mut [f32],
 ) {
     let group_width = c.head_count / c.kv_head_count * c.head_dim;
-    // Blocks of rows: a new one at each sequence change, position gap, or full block.
-    let mut block_of = Vec::with_capacity(rows.len());
-    let mut starts: Vec<usize> = Vec::new();
-    for (row, place) in rows.iter().enumerate() {
-        let continues = starts.last().is_some_and(|&start| {
-            let first = rows[start];
-            row - start < ROWS_PER_TASK
-                && first.segment == place.segment
-                && first.position + (row - start) == place.position
-        });
-        if !continues {
-            starts.push(row);
-        }
-        block_of.push(starts.len() - 1);
-    }
+    let (starts, block_of) = blocks(rows);
     let mut tasks: Vec<Task> = (0..c.kv_head_count)
         .flat_map(|kv_head| {
             starts.iter().map(move |&first| Task {
@@ -109,6 +95,26 @@ pub(crate) fn attention(
     } else {
         pool.install(|| tasks.into_par_iter().for_each(task));
     }
+}
+
+/// The first row of each block of rows (a new one at each sequence change, position gap or
+/// full block), and each row's block.
+fn blocks(rows: &[RowPlace]) -> (Vec<usize>, Vec<usize>) {
+    let mut starts: Vec<usize> = Vec::new();
+    let mut block_of = Vec::with_capacity(rows.len());
+    for (row, place) in rows.iter().enumerate() {
+        let continues = starts.last().is_some_and(|&start| {
+            let first = rows[start];
+            row - start < ROWS_PER_TASK
+                && first.segment == place.segment
+                && first.position + (row - start) == place.position
+        });
+        if !continues {
+            starts.push(row);
+        }
+        block_of.push(starts.len() - 1);
+    }
+    (starts, block_of)
 }
 
 /// Buffers of the task running on a thread.
