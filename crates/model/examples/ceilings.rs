@@ -56,6 +56,7 @@ fn fma_peak(threads: usize) -> Option<Vec<f64>> {
                 .collect()
         }));
     }
+    #[cfg(not(target_arch = "x86_64"))]
     let _ = threads;
     None
 }

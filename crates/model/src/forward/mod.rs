@@ -6,6 +6,7 @@
 //! order whatever the row count, which makes the two bit-identical.
 
 mod adapters;
+mod matmuls;
 
 use crate::attention::attention;
 use crate::cache::KvCache;
@@ -16,9 +17,10 @@ use crate::lora::LoraStack;
 use crate::lora::LoraTarget::{self, K, Q, V};
 use crate::model::Model;
 use crate::ops;
-use crate::weights::{LayerWeights, Matrix, Stacked};
+use crate::weights::LayerWeights;
 use adapters::add_lora;
 use adapters::Rows::{All, Head};
+use matmuls::{kernel_error, matmul, matmul_stacked};
 
 /// One sequence's part of a pass: its cache, the positions it feeds and how many of its last
 /// rows get logits.
@@ -137,61 +139,6 @@ pub(crate) fn run_pass(
         segment.cache.set_len(segment.start_pos + segment.rows);
     }
     pass.output_head()
-}
-
-fn kernel_error(what: &str, error: kernels::KernelError) -> ModelError {
-    ModelError::Kernel(format!("{what}: {error}"))
-}
-
-/// `out = matrix · input`, naming the matrix in errors.
-fn matmul(
-    pool: &rayon::ThreadPool,
-    matrix: &Matrix,
-    input: &mut Input,
-    out: &mut [f32],
-    what: &str,
-) -> Result<()> {
-    let weight = matrix.weight().map_err(|e| kernel_error(what, e))?;
-    kernels::matmul(pool, weight, input, out).map_err(|e| kernel_error(what, e))
-}
-
-/// Every part of `stacked` times `input` into its output in `outs` (rows of each part's size):
-/// a matrix holding one part writes it directly, a stacked one through `staging`.
-fn matmul_stacked(
-    pool: &rayon::ThreadPool,
-    stacked: &Stacked,
-    input: &mut Input,
-    outs: &mut [&mut [f32]],
-    staging: &mut Vec<f32>,
-    what: &str,
-) -> Result<()> {
-    let m = input.rows();
-    for (index, matrix) in stacked.matrices.iter().enumerate() {
-        let mine = || {
-            stacked
-                .parts
-                .iter()
-                .enumerate()
-                .filter(move |(_, p)| p.0 == index)
-        };
-        let only = mine().count() == 1;
-        if let (true, Some((part, _))) = (only, mine().next()) {
-            matmul(pool, matrix, input, outs[part], what)?;
-            continue;
-        }
-        let rows = matrix.rows();
-        let all = sized(staging, m * rows);
-        matmul(pool, matrix, input, all, what)?;
-        for (part, &(_, first, part_rows)) in mine() {
-            for (out, row) in outs[part]
-                .chunks_exact_mut(part_rows)
-                .zip(all.chunks_exact(rows))
-            {
-                out.copy_from_slice(&row[first..first + part_rows]);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One forward pass: the model, the sequences it feeds and the buffers it works in.
