@@ -90,10 +90,14 @@ pub(crate) fn attention(
             )
         });
     };
-    if pool.current_num_threads() <= 1 {
+    let threads = pool.current_num_threads();
+    if threads <= 1 {
         tasks.into_iter().for_each(task);
     } else {
-        pool.install(|| tasks.into_par_iter().for_each(task));
+        // Pieces of at most a sixteenth of a thread's share, so that a slowed core leaves
+        // little for the other to wait on at the end (as the matrix kernels' driver does).
+        let piece = tasks.len().div_ceil(threads * 16).max(1);
+        pool.install(|| tasks.into_par_iter().with_max_len(piece).for_each(task));
     }
 }
 

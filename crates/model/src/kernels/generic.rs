@@ -78,10 +78,18 @@ pub(crate) fn matmul<T: GgmlType>(
         }
     };
     let tasks = rows.div_ceil(ROWS_PER_TASK);
-    if pool.current_num_threads() <= 1 {
+    let threads = pool.current_num_threads();
+    if threads <= 1 {
         (0..tasks).for_each(task);
     } else {
-        pool.install(|| (0..tasks).into_par_iter().for_each(task));
+        // Small pieces for balance at the end of the loop, as the packed kernels' driver.
+        let piece = tasks.div_ceil(threads * 16).max(1);
+        pool.install(|| {
+            (0..tasks)
+                .into_par_iter()
+                .with_max_len(piece)
+                .for_each(task)
+        });
     }
 }
 
