@@ -1,6 +1,7 @@
 //! The pass's weight matmuls: one matrix times the pass's rows, or every part of a stacked
 //! matrix (q, k and v; gate and up) into its own output, naming the matrix in errors.
 
+use super::rowwise::zip_rows;
 use super::sized;
 use crate::error::{ModelError, Result};
 use crate::kernels::{self, Input};
@@ -51,12 +52,9 @@ pub(super) fn matmul_stacked(
         let all = sized(staging, m * rows);
         matmul(pool, matrix, input, all, what)?;
         for (part, &(_, first, part_rows)) in mine() {
-            for (out, row) in outs[part]
-                .chunks_exact_mut(part_rows)
-                .zip(all.chunks_exact(rows))
-            {
-                out.copy_from_slice(&row[first..first + part_rows]);
-            }
+            zip_rows(pool, outs[part], part_rows, all, rows, |out, row| {
+                out.copy_from_slice(&row[first..first + part_rows])
+            });
         }
     }
     Ok(())

@@ -7,6 +7,7 @@
 
 mod adapters;
 mod matmuls;
+mod rowwise;
 
 use crate::attention::attention;
 use crate::cache::KvCache;
@@ -21,6 +22,7 @@ use crate::weights::LayerWeights;
 use adapters::add_lora;
 use adapters::Rows::{All, Head};
 use matmuls::{kernel_error, matmul, matmul_stacked};
+use rowwise::zip_rows;
 
 /// One sequence's part of a pass: its cache, the positions it feeds and how many of its last
 /// rows get logits.
@@ -176,7 +178,10 @@ impl Forward<'_, '_> {
         let c = &self.model.config;
         let (pool, s, rows) = (self.pool, &mut *self.s, self.rows);
         // attention rmsnorm
-        ops::rms_norm_rows(&s.x, &layer.attention_norm, c.rms_norm_eps, &mut s.normed);
+        let (norm, eps, hidden) = (&layer.attention_norm, c.rms_norm_eps, c.hidden_size);
+        zip_rows(pool, &mut s.normed, hidden, &s.x, hidden, |out, x| {
+            ops::rms_norm(x, norm, eps, out)
+        });
         // q, k and v for every new position, from one quantization of the normed rows
         let mut input = Input::new(&s.normed, rows, c.hidden_size, &mut s.input);
         let mut outs = [&mut s.q[..], &mut s.k[..], &mut s.v[..]];
@@ -196,24 +201,27 @@ impl Forward<'_, '_> {
             }
         }
         // biases (qwen2), RoPE on q and k, k and v into the cache
-        let rope_width = self.model.rope.table_width();
-        for row in 0..rows {
-            let q = &mut s.q[row * c.q_dim()..(row + 1) * c.q_dim()];
-            let k = &mut s.k[row * c.kv_dim()..(row + 1) * c.kv_dim()];
-            let v = &mut s.v[row * c.kv_dim()..(row + 1) * c.kv_dim()];
-            for (values, bias) in [
-                (&mut *q, &layer.q_bias),
-                (&mut *k, &layer.k_bias),
-                (&mut *v, &layer.v_bias),
-            ] {
+        // Biases (Qwen2's), then RoPE on q and k, each row with its position's table.
+        let (rope, rope_width) = (&self.model.rope, self.model.rope.table_width());
+        for (out, width, bias) in [
+            (&mut s.q, c.q_dim(), &layer.q_bias),
+            (&mut s.k, c.kv_dim(), &layer.k_bias),
+        ] {
+            zip_rows(pool, out, width, &s.rope, rope_width, |row, table| {
                 if let Some(bias) = bias {
-                    ops::add_bias(values, bias);
+                    ops::add_bias(row, bias);
                 }
+                rope.apply(row, table);
+            });
+        }
+        if let Some(bias) = &layer.v_bias {
+            for row in s.v.chunks_exact_mut(c.kv_dim()) {
+                ops::add_bias(row, bias);
             }
-            let table = &s.rope[row * rope_width..(row + 1) * rope_width];
-            self.model.rope.apply(q, table);
-            self.model.rope.apply(k, table);
-            let place = s.rows[row];
+        }
+        for (row, place) in s.rows.iter().enumerate() {
+            let k = &s.k[row * c.kv_dim()..(row + 1) * c.kv_dim()];
+            let v = &s.v[row * c.kv_dim()..(row + 1) * c.kv_dim()];
             self.segments[place.segment]
                 .cache
                 .store(index, place.position, k, v);
@@ -248,7 +256,15 @@ impl Forward<'_, '_> {
                 out,
             );
         }
-        ops::add_in_place(&mut s.x, &s.projected);
+        let hidden = c.hidden_size;
+        zip_rows(
+            pool,
+            &mut s.x,
+            hidden,
+            &s.projected,
+            hidden,
+            ops::add_in_place,
+        );
         Ok(())
     }
 
@@ -257,7 +273,10 @@ impl Forward<'_, '_> {
         let c = &self.model.config;
         let (pool, s, rows) = (self.pool, &mut *self.s, self.rows);
         // ffn rmsnorm
-        ops::rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_norm_eps, &mut s.normed);
+        let (norm, eps, hidden) = (&layer.ffn_norm, c.rms_norm_eps, c.hidden_size);
+        zip_rows(pool, &mut s.normed, hidden, &s.x, hidden, |out, x| {
+            ops::rms_norm(x, norm, eps, out)
+        });
         // gate and up from one quantization of the normed rows
         let mut input = Input::new(&s.normed, rows, c.hidden_size, &mut s.input);
         let mut outs = [&mut s.gate[..], &mut s.up[..]];
@@ -282,7 +301,8 @@ impl Forward<'_, '_> {
             }
         }
         // SwiGLU
-        ops::silu_mul(&mut s.gate, &s.up);
+        let width = c.intermediate_size;
+        zip_rows(pool, &mut s.gate, width, &s.up, width, ops::silu_mul);
         // down projection, and the residual connection back into x
         let mut input = Input::new(&s.gate, rows, c.intermediate_size, &mut s.input);
         matmul(pool, &layer.down, &mut input, &mut s.projected, "ffn_down")?;
@@ -297,7 +317,15 @@ impl Forward<'_, '_> {
                 out,
             );
         }
-        ops::add_in_place(&mut s.x, &s.projected);
+        let hidden = c.hidden_size;
+        zip_rows(
+            pool,
+            &mut s.x,
+            hidden,
+            &s.projected,
+            hidden,
+            ops::add_in_place,
+        );
         Ok(())
     }
 
