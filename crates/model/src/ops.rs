@@ -33,14 +33,6 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// `rms_norm` of every row of `x` (rows of `weight.len()` values) into the rows of `out`.
-pub fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let width = weight.len();
-    for (out, x) in out.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
-        rms_norm(x, weight, eps, out);
-    }
-}
-
 /// e^x within 2 ulp (Cephes' expf: Cody-Waite reduction by ln 2, a degree-6 polynomial, the
 /// exponent set by bits), in f32 operations that give the same result on every target and
 /// that loops over it vectorize. Below -87.3 it returns about 1.2e-38 instead of a subnormal.

@@ -22,7 +22,7 @@ use crate::weights::LayerWeights;
 use adapters::add_lora;
 use adapters::Rows::{All, Head};
 use matmuls::{kernel_error, matmul, matmul_stacked};
-use rowwise::zip_rows;
+use rowwise::{add_rows, rms_norm_rows, zip_rows};
 
 /// One sequence's part of a pass: its cache, the positions it feeds and how many of its last
 /// rows get logits.
@@ -178,10 +178,13 @@ impl Forward<'_, '_> {
         let c = &self.model.config;
         let (pool, s, rows) = (self.pool, &mut *self.s, self.rows);
         // attention rmsnorm
-        let (norm, eps, hidden) = (&layer.attention_norm, c.rms_norm_eps, c.hidden_size);
-        zip_rows(pool, &mut s.normed, hidden, &s.x, hidden, |out, x| {
-            ops::rms_norm(x, norm, eps, out)
-        });
+        rms_norm_rows(
+            pool,
+            &s.x,
+            &layer.attention_norm,
+            c.rms_norm_eps,
+            &mut s.normed,
+        );
         // q, k and v for every new position, from one quantization of the normed rows
         let mut input = Input::new(&s.normed, rows, c.hidden_size, &mut s.input);
         let mut outs = [&mut s.q[..], &mut s.k[..], &mut s.v[..]];
@@ -256,15 +259,7 @@ impl Forward<'_, '_> {
                 out,
             );
         }
-        let hidden = c.hidden_size;
-        zip_rows(
-            pool,
-            &mut s.x,
-            hidden,
-            &s.projected,
-            hidden,
-            ops::add_in_place,
-        );
+        add_rows(pool, &mut s.x, &s.projected, c.hidden_size);
         Ok(())
     }
 
@@ -273,10 +268,7 @@ impl Forward<'_, '_> {
         let c = &self.model.config;
         let (pool, s, rows) = (self.pool, &mut *self.s, self.rows);
         // ffn rmsnorm
-        let (norm, eps, hidden) = (&layer.ffn_norm, c.rms_norm_eps, c.hidden_size);
-        zip_rows(pool, &mut s.normed, hidden, &s.x, hidden, |out, x| {
-            ops::rms_norm(x, norm, eps, out)
-        });
+        rms_norm_rows(pool, &s.x, &layer.ffn_norm, c.rms_norm_eps, &mut s.normed);
         // gate and up from one quantization of the normed rows
         let mut input = Input::new(&s.normed, rows, c.hidden_size, &mut s.input);
         let mut outs = [&mut s.gate[..], &mut s.up[..]];
@@ -317,15 +309,7 @@ impl Forward<'_, '_> {
                 out,
             );
         }
-        let hidden = c.hidden_size;
-        zip_rows(
-            pool,
-            &mut s.x,
-            hidden,
-            &s.projected,
-            hidden,
-            ops::add_in_place,
-        );
+        add_rows(pool, &mut s.x, &s.projected, c.hidden_size);
         Ok(())
     }
 
@@ -341,7 +325,8 @@ impl Forward<'_, '_> {
             let to = (first_row + segment.rows) * c.hidden_size;
             let at = head_rows * c.hidden_size;
             let normed = &mut s.normed[at..at + (to - from)];
-            ops::rms_norm_rows(
+            rms_norm_rows(
+                pool,
                 &s.x[from..to],
                 &self.model.weights.output_norm,
                 c.rms_norm_eps,

@@ -4,6 +4,7 @@
 //! Every row is computed by the same code whichever thread runs it, so results do not depend
 //! on the thread count or on how rows are split (batch invariance stays exact).
 
+use crate::ops;
 use rayon::prelude::*;
 
 /// Below this many rows (decode, short verifications) a step runs on the calling thread: the
@@ -49,6 +50,25 @@ pub(super) fn zip_rows<F>(
                 }
             });
     });
+}
+
+/// `out = rms_norm(x) * weight`, row by row (rows of `weight.len()` values).
+pub(super) fn rms_norm_rows(
+    pool: &rayon::ThreadPool,
+    x: &[f32],
+    weight: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
+    let width = weight.len();
+    zip_rows(pool, out, width, x, width, |out, x| {
+        ops::rms_norm(x, weight, eps, out)
+    });
+}
+
+/// `x += y`, row by row (rows of `width` values): a residual connection.
+pub(super) fn add_rows(pool: &rayon::ThreadPool, x: &mut [f32], y: &[f32], width: usize) {
+    zip_rows(pool, x, width, y, width, ops::add_in_place);
 }
 
 #[cfg(test)]
