@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use crate::cache::{KvCache, KEY_PANEL};
 use crate::config::Config;
 use crate::forward::{RowPlace, Segment};
+use crate::kernels::balanced_piece;
 use crate::ops;
 use panels::{max_of, score_panels, weigh_heads};
 
@@ -94,9 +95,7 @@ pub(crate) fn attention(
     if threads <= 1 {
         tasks.into_iter().for_each(task);
     } else {
-        // Pieces of at most a sixteenth of a thread's share, so that a slowed core leaves
-        // little for the other to wait on at the end (as the matrix kernels' driver does).
-        let piece = tasks.len().div_ceil(threads * 16).max(1);
+        let piece = balanced_piece(tasks.len(), threads);
         pool.install(|| tasks.into_par_iter().with_max_len(piece).for_each(task));
     }
 }

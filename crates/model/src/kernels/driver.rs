@@ -91,6 +91,13 @@ pub(crate) fn prefetch(block: *const u8, bytes: usize) {
 /// slower).
 const MIN_STREAM_BYTES: usize = 64 * 1024;
 
+/// The most tasks one stolen job of a parallel loop over `tasks` small tasks should hold on
+/// `threads` threads: a sixteenth of a thread's share, so that when one (virtual) core is
+/// slowed the other waits little at the loop's end, with few hand-offs.
+pub(crate) fn balanced_piece(tasks: usize, threads: usize) -> usize {
+    tasks.div_ceil(threads.max(1) * 16).max(1)
+}
+
 /// Weight bytes a task should span: small enough to stay in a core's L2 cache while every
 /// activation tile passes over them.
 const TASK_BYTES: usize = 192 * 1024;

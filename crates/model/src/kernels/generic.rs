@@ -82,8 +82,7 @@ pub(crate) fn matmul<T: GgmlType>(
     if threads <= 1 {
         (0..tasks).for_each(task);
     } else {
-        // Small pieces for balance at the end of the loop, as the packed kernels' driver.
-        let piece = tasks.div_ceil(threads * 16).max(1);
+        let piece = super::driver::balanced_piece(tasks, threads);
         pool.install(|| {
             (0..tasks)
                 .into_par_iter()

@@ -18,6 +18,7 @@
 mod activations;
 mod cpu;
 mod driver;
+pub(crate) use driver::balanced_piece;
 mod error;
 mod formats;
 mod generic;
