@@ -17,6 +17,20 @@ pub(crate) trait Kernel: Sync {
     /// # Safety
     /// The CPU must have `S`'s features; `panel` and the activation rows must exist.
     unsafe fn tile<S: Simd, const N: usize>(&self, panel: usize, act: usize, out: &Output);
+
+    /// Computes `panels` for all `m` activation rows: every tile of `run_tiles` unless the kernel
+    /// has a better order for its format.
+    ///
+    /// # Safety
+    /// As `Simd::run`.
+    #[inline(always)]
+    unsafe fn run_panels<S: Simd>(&self, panels: std::ops::Range<usize>, m: usize, out: &Output)
+    where
+        Self: Sized,
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe { super::simd::run_tiles::<S, Self>(self, panels, m, out) }
+    }
 }
 
 /// The output matrix, (m, rows) row-major; tasks write disjoint weight rows of it.

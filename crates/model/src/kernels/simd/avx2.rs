@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{run_tiles, Simd};
+use super::Simd;
 use crate::kernels::driver::{Kernel, Output};
 
 /// The 256-bit operations every AVX2-class back end shares: f32 lanes, i32 lanes, bytes, and
@@ -187,6 +187,6 @@ impl Simd for Avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run<K: Kernel>(kernel: &K, panels: std::ops::Range<usize>, m: usize, out: &Output) {
         // SAFETY: this function runs with the features the methods need.
-        unsafe { run_tiles::<Self, K>(kernel, panels, m, out) }
+        unsafe { kernel.run_panels::<Self>(panels, m, out) }
     }
 }

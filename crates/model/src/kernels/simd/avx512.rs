@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{run_tiles, Simd};
+use super::Simd;
 use crate::kernels::driver::{Kernel, Output};
 
 #[derive(Clone, Copy)]
@@ -167,6 +167,6 @@ impl Simd for Avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
     unsafe fn run<K: Kernel>(kernel: &K, panels: std::ops::Range<usize>, m: usize, out: &Output) {
         // SAFETY: this function runs with the features the methods need.
-        unsafe { run_tiles::<Self, K>(kernel, panels, m, out) }
+        unsafe { kernel.run_panels::<Self>(panels, m, out) }
     }
 }

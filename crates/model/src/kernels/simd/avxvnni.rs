@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::avx2_common;
-use super::{run_tiles, Simd};
+use super::Simd;
 use crate::kernels::driver::{Kernel, Output};
 
 #[derive(Clone, Copy)]
@@ -56,6 +56,6 @@ impl Simd for AvxVnni {
     #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
     unsafe fn run<K: Kernel>(kernel: &K, panels: std::ops::Range<usize>, m: usize, out: &Output) {
         // SAFETY: this function runs with the features the methods need.
-        unsafe { run_tiles::<Self, K>(kernel, panels, m, out) }
+        unsafe { kernel.run_panels::<Self>(panels, m, out) }
     }
 }

@@ -96,7 +96,7 @@ pub(crate) trait Simd: Copy + 'static {
     unsafe fn madd_pairs(p: *const i8, pair: i32) -> Self::I;
 
     /// Runs tasks of a kernel with this back end's CPU features enabled: for every range of
-    /// panels, every tile of up to 4 activation rows.
+    /// panels, the kernel's `run_panels` (by default every tile of up to 4 activation rows).
     unsafe fn run<K: Kernel>(kernel: &K, panels: std::ops::Range<usize>, m: usize, out: &Output);
 }
 
@@ -117,8 +117,8 @@ pub(crate) unsafe fn plane_pair<S: Simd>(plane: S::I, q: usize) -> (S::I, S::I) 
     }
 }
 
-/// The tile loop every back end's `run` inlines: activation tiles outer, so the task's weights
-/// are read from cache by every tile after the first.
+/// The tile loop every kernel's `run_panels` inlines: activation tiles outer, so the task's
+/// weights are read from cache by every tile after the first.
 ///
 /// # Safety
 /// As `Simd::run`.

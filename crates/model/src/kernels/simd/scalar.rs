@@ -3,7 +3,7 @@
 
 use half::{bf16, f16};
 
-use super::{run_tiles, Simd};
+use super::Simd;
 use crate::kernels::driver::{Kernel, Output};
 
 #[derive(Clone, Copy)]
@@ -183,6 +183,6 @@ impl Simd for Scalar {
 
     unsafe fn run<K: Kernel>(kernel: &K, panels: std::ops::Range<usize>, m: usize, out: &Output) {
         // SAFETY: this back end needs no CPU feature.
-        unsafe { run_tiles::<Self, K>(kernel, panels, m, out) }
+        unsafe { kernel.run_panels::<Self>(panels, m, out) }
     }
 }

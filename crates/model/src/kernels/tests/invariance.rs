@@ -7,7 +7,8 @@ use super::*;
 fn batch_and_thread_invariant_bit_exact() {
     let pools = [pool(1), pool(2)];
     let rows = 37;
-    let max_m = 33;
+    // Up to 100 rows: 16-bit kernels widen their panels to f32 above 64.
+    let max_m = 100;
     for dtype in TYPES {
         for cols in test_cols(dtype) {
             let storage = quantize(dtype, &random(rows * cols, 3), cols);
@@ -22,7 +23,7 @@ fn batch_and_thread_invariant_bit_exact() {
                     let o = &mut single[i * rows..(i + 1) * rows];
                     matmul_f32(&pools[0], w, xr, 1, o).expect("matmul m=1");
                 }
-                for m in [1, 2, 3, 4, 5, 7, 16, 33] {
+                for m in [1, 2, 3, 4, 5, 7, 16, 33, 65, 100] {
                     for p in &pools {
                         let mut out = vec![0f32; m * rows];
                         matmul_f32(p, w, &x[..m * cols], m, &mut out).expect("matmul");
@@ -44,10 +45,15 @@ fn batch_and_thread_invariant_bit_exact() {
 #[test]
 fn every_path_equals_the_scalar_path_bit_exact() {
     let pool = pool(2);
-    let (rows, m) = (45, 6);
+    let rows = 45;
     let paths = available_paths();
     assert!(paths.contains(&CpuPath::best()), "the best path is tested");
-    for dtype in TYPES.into_iter().filter(|&d| PackedMatrix::packs(d)) {
+    // 70 rows: 16-bit kernels widen their panels to f32 above 64.
+    for (dtype, m) in TYPES
+        .into_iter()
+        .filter(|&d| PackedMatrix::packs(d))
+        .flat_map(|d| [(d, 6), (d, 70)])
+    {
         for cols in test_cols(dtype) {
             let storage = quantize(dtype, &random(rows * cols, 5), cols);
             let raw = MatrixRef::new(dtype, rows, cols, storage.bytes()).expect("matrix");
@@ -65,11 +71,11 @@ fn every_path_equals_the_scalar_path_bit_exact() {
                     assert_eq!(
                         a.to_bits(),
                         b.to_bits(),
-                        "{dtype:?} cols {cols} {path} element {k}: {a} vs scalar {b}"
+                        "{dtype:?} cols {cols} m {m} {path} element {k}: {a} vs scalar {b}"
                     );
                 }
                 eprintln!(
-                    "{dtype:?} cols {cols}: {path} equals scalar on {} values",
+                    "{dtype:?} cols {cols} m {m}: {path} equals scalar on {} values",
                     fast.len()
                 );
             }
