@@ -134,7 +134,8 @@ thread_local! {
     static WIDENED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A 16-bit kernel's panel after `Float::widen`: tiles read it as F32.
+/// A 16-bit kernel's panel after `Float::widen`: tiles read it as F32, and the panel index they
+/// get only places their output rows.
 struct Widened<'a, 'b, const KIND: u8> {
     float: &'a Float<'b, KIND>,
     panel: &'a [f32],
