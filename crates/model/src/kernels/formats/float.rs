@@ -38,6 +38,20 @@ pub(crate) struct Float<'a, const KIND: u8> {
     pub(crate) x: &'a [f32],
 }
 
+/// Bytes of one weight encoded as `kind`.
+const fn weight_bytes(kind: u8) -> usize {
+    if kind == F32 {
+        4
+    } else {
+        2
+    }
+}
+
+/// The output row of panel `panel`'s first weight row.
+fn first_row<S: Simd>(panel: usize) -> usize {
+    panel * VECTORS * S::LANES
+}
+
 /// `LANES` weights of one column at `p`.
 ///
 /// # Safety
@@ -70,7 +84,7 @@ impl<const KIND: u8> Float<'_, KIND> {
         out: &Output,
     ) {
         let cols = self.w.cols();
-        let size = if AS == F32 { 4 } else { 2 };
+        let size = weight_bytes(AS);
         let x: [*const f32; N] = std::array::from_fn(|n| self.x[(act + n) * cols..].as_ptr());
         // SAFETY: features from the caller; column k of the panel and of every activation row
         // exist for k < cols.
@@ -121,7 +135,7 @@ impl<const KIND: u8> Float<'_, KIND> {
             for k in 0..self.w.cols() {
                 let p = base.add(k * column_bytes);
                 for h in 0..VECTORS {
-                    let v = load::<S, KIND>(p.add(h * S::LANES * 2));
+                    let v = load::<S, KIND>(p.add(h * S::LANES * weight_bytes(KIND)));
                     S::fstore(buf.as_mut_ptr().add(k * column + h * S::LANES), v);
                 }
             }
@@ -144,14 +158,13 @@ struct Widened<'a, 'b, const KIND: u8> {
 impl<const KIND: u8> Kernel for Widened<'_, '_, KIND> {
     #[inline(always)]
     unsafe fn tile<S: Simd, const N: usize>(&self, panel: usize, act: usize, out: &Output) {
-        let first = panel * VECTORS * S::LANES;
-        let column_bytes = VECTORS * S::LANES * 4;
+        let column_bytes = VECTORS * S::LANES * weight_bytes(F32);
         // SAFETY: forwarded from the caller; the widened panel holds `cols` columns.
         unsafe {
             self.float.panel_tile::<S, N, F32>(
                 self.panel.as_ptr().cast(),
                 column_bytes,
-                first,
+                first_row::<S>(panel),
                 act,
                 out,
             )
@@ -162,8 +175,8 @@ impl<const KIND: u8> Kernel for Widened<'_, '_, KIND> {
 impl<const KIND: u8> Kernel for Float<'_, KIND> {
     #[inline(always)]
     unsafe fn tile<S: Simd, const N: usize>(&self, panel: usize, act: usize, out: &Output) {
-        let first = panel * VECTORS * S::LANES;
         let (base, column_bytes) = (self.w.panel(panel), self.w.layout.block_bytes);
+        let first = first_row::<S>(panel);
         // SAFETY: forwarded from the caller.
         unsafe { self.panel_tile::<S, N, KIND>(base, column_bytes, first, act, out) }
     }
