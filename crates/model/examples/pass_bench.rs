@@ -4,7 +4,8 @@
 //! noise. Prints the best and the median of the rounds.
 //!
 //! Run with `cargo run --release -p pipespec-model --example pass_bench -- MODEL.gguf
-//! [THREADS] [TOKENS] [ROUNDS]` (defaults: 2 threads, 512 tokens, 5 rounds).
+//! [THREADS] [TOKENS] [ROUNDS] [DECODE_STEPS]` (defaults: 2 threads, 512 tokens, 5 rounds, 32
+//! decode steps; 0 steps leaves a profile of prefill alone).
 
 use pipespec_model::{Model, Session};
 use std::sync::Arc;
@@ -20,11 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args
         .first()
-        .ok_or("usage: pass_bench MODEL.gguf [THREADS] [TOKENS] [ROUNDS]")?;
+        .ok_or("usage: pass_bench MODEL.gguf [THREADS] [TOKENS] [ROUNDS] [DECODE_STEPS]")?;
     let threads: usize = args.get(1).map_or(Ok(2), |a| a.parse())?;
     let tokens: usize = args.get(2).map_or(Ok(512), |a| a.parse())?;
     let rounds: usize = args.get(3).map_or(Ok(5), |a| a.parse())?;
-    let decode_steps = 32;
+    let decode_steps: usize = args.get(4).map_or(Ok(32), |a| a.parse())?;
     let model = Model::load(std::path::Path::new(path))?;
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
@@ -49,7 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let next = prompt[step % prompt.len()];
             session.forward_last(&[next], tokens + step)?;
         }
-        decode.push(start.elapsed().as_secs_f64() / decode_steps as f64);
+        if decode_steps > 0 {
+            decode.push(start.elapsed().as_secs_f64() / decode_steps as f64);
+        }
     }
     let (best, median) = best_and_median(&mut prefill);
     println!(
@@ -57,11 +60,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens as f64 / best,
         tokens as f64 / median
     );
-    let (best, median) = best_and_median(&mut decode);
-    println!(
-        "decode after it: best {:.1} tok/s, median {:.1} tok/s",
-        1.0 / best,
-        1.0 / median
-    );
+    if !decode.is_empty() {
+        let (best, median) = best_and_median(&mut decode);
+        println!(
+            "decode after it: best {:.1} tok/s, median {:.1} tok/s",
+            1.0 / best,
+            1.0 / median
+        );
+    }
     Ok(())
 }
