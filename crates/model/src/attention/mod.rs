@@ -16,7 +16,15 @@ use crate::config::Config;
 use crate::forward::{RowPlace, Segment};
 use crate::kernels::balanced_piece;
 use crate::ops;
-use panels::{max_of, score_panels, weigh_heads};
+use panels::{max_of, score_panels, sum_weights, weigh_heads};
+
+/// 2 where the build has AVX-512 (32 vector registers of 16 lanes: twice the dimensions per
+/// pass keep 8 chains of FMAs in flight), else 1.
+pub(super) const WIDE: usize = if cfg!(target_feature = "avx512f") {
+    2
+} else {
+    1
+};
 
 /// Query vectors scored together against one key panel.
 const HEADS_PER_PASS: usize = 4;
@@ -170,15 +178,27 @@ fn attend_block<'o>(
         }
     }
     // softmax per vector over its own positions, the normalisation deferred to the output
-    s.inverse_sums.clear();
     for (vector, row) in s.scores.chunks_exact_mut(width).enumerate() {
         let row = &mut row[..first_count + vector / heads];
         let max = max_of(row);
         for s in row.iter_mut() {
             *s = ops::exp(*s - max);
         }
-        // In position order, as every pass sums them.
-        s.inverse_sums.push(1.0 / row.iter().sum::<f32>());
+    }
+    // each vector's weights summed in position order, as every pass sums them; a few vectors
+    // at once so that their chains of additions overlap
+    s.inverse_sums.clear();
+    let mut first = 0;
+    while first < vectors {
+        let (scores, inverses) = (&s.scores[..], &mut s.inverse_sums);
+        let counts = |v: usize| first_count + v / heads;
+        first += match vectors - first {
+            1 => sum_weights::<1>(scores, width, first, counts, inverses),
+            2 => sum_weights::<2>(scores, width, first, counts, inverses),
+            3 => sum_weights::<3>(scores, width, first, counts, inverses),
+            4..8 => sum_weights::<4>(scores, width, first, counts, inverses),
+            _ => sum_weights::<8>(scores, width, first, counts, inverses),
+        };
     }
     // the weighted sums over the positions every row sees, a few vectors and a span of
     // dimensions at once (each value row loaded once for them)
@@ -189,9 +209,15 @@ fn attend_block<'o>(
         let (scores, sums) = (&s.scores[..], &mut s.sums[..]);
         first += match vectors - first {
             1 => weigh_heads::<1, 64>(scores, width, values, first_count, d, first, sums),
-            2 => weigh_heads::<2, 32>(scores, width, values, first_count, d, first, sums),
-            3 => weigh_heads::<3, 16>(scores, width, values, first_count, d, first, sums),
-            _ => weigh_heads::<4, 16>(scores, width, values, first_count, d, first, sums),
+            2 => {
+                weigh_heads::<2, { 32 * WIDE }>(scores, width, values, first_count, d, first, sums)
+            }
+            3 => {
+                weigh_heads::<3, { 16 * WIDE }>(scores, width, values, first_count, d, first, sums)
+            }
+            _ => {
+                weigh_heads::<4, { 16 * WIDE }>(scores, width, values, first_count, d, first, sums)
+            }
         };
     }
     // the later rows' own last positions, continuing the same chains in position order

@@ -2,6 +2,7 @@
 //! key panels, the largest score, and weighted sums of value rows. Each score and each output
 //! element is one chain of FMAs in a fixed order, however many vectors go together.
 
+use super::WIDE;
 use crate::cache::KEY_PANEL;
 
 /// The largest of `row` (as a fold of `f32::max` in order gives it: `max` ignores NaN and the
@@ -18,6 +19,38 @@ pub(super) fn max_of(row: &[f32]) -> f32 {
         .into_iter()
         .chain(rest.iter().copied())
         .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Appends 1 / the sum of each of vectors `first..first + G`'s weights (rows of `width` in
+/// `scores`, the first `count(vector)` of each) to `inverses`: each sum in position order, the
+/// `G` chains side by side over the positions they share. Returns `G`.
+#[inline(always)]
+pub(super) fn sum_weights<const G: usize>(
+    scores: &[f32],
+    width: usize,
+    first: usize,
+    count: impl Fn(usize) -> usize,
+    inverses: &mut Vec<f32>,
+) -> usize {
+    let counts: [usize; G] = std::array::from_fn(|g| count(first + g));
+    let rows: [&[f32]; G] = std::array::from_fn(|g| {
+        let row = (first + g) * width;
+        &scores[row..row + counts[g]]
+    });
+    let shared = counts.iter().copied().min().unwrap_or(0);
+    let mut sums = [0f32; G];
+    for j in 0..shared {
+        for (sum, row) in sums.iter_mut().zip(&rows) {
+            *sum += row[j];
+        }
+    }
+    for (sum, row) in sums.iter_mut().zip(&rows) {
+        for &w in &row[shared..] {
+            *sum += w;
+        }
+        inverses.push(1.0 / *sum);
+    }
+    G
 }
 
 /// Weighted sums of the values for heads `first..first + G` (their weights are rows of `width`
@@ -93,8 +126,10 @@ pub(super) fn score_panels<const G: usize>(
         let left = panels - p;
         p += if G == 1 && left >= 8 {
             score_step::<G, 8>(queries, key_panels, p, d, width, scale, scores)
-        } else if G <= 2 && left >= 4 {
-            score_step::<G, 4>(queries, key_panels, p, d, width, scale, scores)
+        } else if G <= 2 && left >= 4 * WIDE {
+            score_step::<G, { 4 * WIDE }>(queries, key_panels, p, d, width, scale, scores)
+        } else if left >= 2 * WIDE {
+            score_step::<G, { 2 * WIDE }>(queries, key_panels, p, d, width, scale, scores)
         } else if left >= 2 {
             score_step::<G, 2>(queries, key_panels, p, d, width, scale, scores)
         } else {
@@ -104,6 +139,11 @@ pub(super) fn score_panels<const G: usize>(
 }
 
 /// Scores of key panels `first..first + P` for `G` heads (as `score_panels`); returns `P`.
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)))]
 #[inline(always)]
 fn score_step<const G: usize, const P: usize>(
     queries: &[f32],
@@ -132,6 +172,56 @@ fn score_step<const G: usize, const P: usize>(
             let at = h * width + (first + t) * KEY_PANEL;
             for (s, &a) in scores[at..at + KEY_PANEL].iter_mut().zip(lanes) {
                 *s = a * scale;
+            }
+        }
+    }
+    P
+}
+
+/// `score_step` in AVX2 and FMA instructions, for builds that have them (the crate is built for
+/// the host CPU): the same FMA per score and dimension in the same order, so the same scores,
+/// without the bounds checks and address arithmetic the portable loop compiles to.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[inline(always)]
+fn score_step<const G: usize, const P: usize>(
+    queries: &[f32],
+    key_panels: &[f32],
+    first: usize,
+    d: usize,
+    width: usize,
+    scale: f32,
+    scores: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let panel_len = d * KEY_PANEL;
+    let keys = &key_panels[first * panel_len..(first + P) * panel_len];
+    let queries = &queries[..G * d];
+    let last = (G - 1) * width + (first + P) * KEY_PANEL;
+    let scores = &mut scores[..last];
+    // SAFETY: the build enables AVX2 and FMA (the cfg above). Every read stays within `keys`
+    // (panel t's dimension i: t * panel_len + i * 8, 8 values, for i < d) or `queries`
+    // (h * d + i < G * d), and every write within `scores` (row h's panels first..first + P
+    // end at h * width + (first + P) * 8 <= last).
+    unsafe {
+        let (k, q, out) = (keys.as_ptr(), queries.as_ptr(), scores.as_mut_ptr());
+        let mut acc = [[_mm256_setzero_ps(); G]; P];
+        for i in 0..d {
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let key = _mm256_loadu_ps(k.add(t * panel_len + i * KEY_PANEL));
+                for (h, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(_mm256_set1_ps(*q.add(h * d + i)), key, *a);
+                }
+            }
+        }
+        let scale = _mm256_set1_ps(scale);
+        for (t, acc) in acc.iter().enumerate() {
+            for (h, &a) in acc.iter().enumerate() {
+                let at = h * width + (first + t) * KEY_PANEL;
+                _mm256_storeu_ps(out.add(at), _mm256_mul_ps(a, scale));
             }
         }
     }
