@@ -24,6 +24,24 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail
 }
 
+/// The largest of `start` and `f(v)` for every `v` in `values`, as an in-order fold of
+/// `f32::max` gives it (`max` ignores NaN, and the order of the others cannot change the
+/// largest), from eight running maxima so that the loop vectorizes.
+#[inline]
+pub fn max_by_lanes(values: &[f32], f: impl Fn(f32) -> f32, start: f32) -> f32 {
+    let (chunks, rest) = values.as_chunks::<8>();
+    let mut lanes = [start; 8];
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(f(v));
+        }
+    }
+    lanes
+        .into_iter()
+        .chain(rest.iter().map(|&v| f(v)))
+        .fold(start, f32::max)
+}
+
 /// `out = x / rms(x) * weight`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let mean_square = dot(x, x) / x.len() as f32;

@@ -5,20 +5,9 @@
 use super::WIDE;
 use crate::cache::KEY_PANEL;
 
-/// The largest of `row` (as a fold of `f32::max` in order gives it: `max` ignores NaN and the
-/// order of the others cannot change the result), eight lanes at a time.
+/// The largest of `row` (as a fold of `f32::max` in order gives it).
 pub(super) fn max_of(row: &[f32]) -> f32 {
-    let (chunks, rest) = row.as_chunks::<8>();
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.max(v);
-        }
-    }
-    lanes
-        .into_iter()
-        .chain(rest.iter().copied())
-        .fold(f32::NEG_INFINITY, f32::max)
+    crate::ops::max_by_lanes(row, |v| v, f32::NEG_INFINITY)
 }
 
 /// Appends 1 / the sum of each of vectors `first..first + G`'s weights (rows of `width` in

@@ -174,21 +174,9 @@ fn quantize_row(
     }
 }
 
-/// The largest magnitude in `block` (0 for none), ignoring NaN as `f32::max` does: 8 running
-/// maxima, then the largest of them. The maximum of magnitudes does not depend on the order, so
-/// this is the in-order fold's value, computed without its chain of dependent steps.
+/// The largest magnitude in `block` (0 for none), ignoring NaN: the in-order fold's value.
 fn abs_max(block: &[f32]) -> f32 {
-    let (chunks, rest) = block.as_chunks::<8>();
-    let mut lanes = [0f32; 8];
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.max(v.abs());
-        }
-    }
-    lanes
-        .into_iter()
-        .chain(rest.iter().map(|v| v.abs()))
-        .fold(0f32, f32::max)
+    crate::ops::max_by_lanes(block, f32::abs, 0.0)
 }
 
 /// The activation rows one or more matmuls read: the f32 values and, computed on first use,
