@@ -18,8 +18,9 @@ use crate::kernels::balanced_piece;
 use crate::ops;
 use panels::{max_of, score_panels, sum_weights, weigh_heads};
 
-/// 2 where the build has AVX-512 (32 vector registers of 16 lanes: twice the dimensions per
-/// pass keep 8 chains of FMAs in flight), else 1.
+/// 2 where the build has AVX-512, else 1: with its 32 vector registers, score tiles take twice
+/// the key panels and weighted-value passes twice the dimensions (16 lanes), which keeps enough
+/// chains of FMAs in flight.
 pub(super) const WIDE: usize = if cfg!(target_feature = "avx512f") {
     2
 } else {

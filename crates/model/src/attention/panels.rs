@@ -128,11 +128,6 @@ pub(super) fn score_panels<const G: usize>(
 }
 
 /// Scores of key panels `first..first + P` for `G` heads (as `score_panels`); returns `P`.
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-)))]
 #[inline(always)]
 fn score_step<const G: usize, const P: usize>(
     queries: &[f32],
@@ -144,18 +139,8 @@ fn score_step<const G: usize, const P: usize>(
     scores: &mut [f32],
 ) -> usize {
     let panel_len = d * KEY_PANEL;
-    let mut acc = [[[0f32; KEY_PANEL]; G]; P];
-    for i in 0..d {
-        for (t, acc) in acc.iter_mut().enumerate() {
-            let keys = &key_panels[(first + t) * panel_len + i * KEY_PANEL..][..KEY_PANEL];
-            for (h, lanes) in acc.iter_mut().enumerate() {
-                let q = queries[h * d + i];
-                for (a, &k) in lanes.iter_mut().zip(keys) {
-                    *a = q.mul_add(k, *a);
-                }
-            }
-        }
-    }
+    let keys = &key_panels[first * panel_len..(first + P) * panel_len];
+    let acc = panel_products::<G, P>(&queries[..G * d], keys, d);
     for (t, acc) in acc.iter().enumerate() {
         for (h, lanes) in acc.iter().enumerate() {
             let at = h * width + (first + t) * KEY_PANEL;
@@ -167,36 +152,57 @@ fn score_step<const G: usize, const P: usize>(
     P
 }
 
-/// `score_step` in AVX2 and FMA instructions, for builds that have them (the crate is built for
-/// the host CPU): the same FMA per score and dimension in the same order, so the same scores,
-/// without the bounds checks and address arithmetic the portable loop compiles to.
+/// The unscaled scores of `G` query vectors (`queries`, `d` values each) against the `P` key
+/// panels in `keys`: per position, one FMA per dimension, in order.
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)))]
+#[inline(always)]
+fn panel_products<const G: usize, const P: usize>(
+    queries: &[f32],
+    keys: &[f32],
+    d: usize,
+) -> [[[f32; KEY_PANEL]; G]; P] {
+    let mut acc = [[[0f32; KEY_PANEL]; G]; P];
+    for i in 0..d {
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let keys = &keys[(t * d + i) * KEY_PANEL..][..KEY_PANEL];
+            for (h, lanes) in acc.iter_mut().enumerate() {
+                let q = queries[h * d + i];
+                for (a, &k) in lanes.iter_mut().zip(keys) {
+                    *a = q.mul_add(k, *a);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// `panel_products` in AVX2 and FMA instructions, for builds that have them (the crate is built
+/// for the host CPU): the same FMAs in the same order, so the same values, without the bounds
+/// checks and address arithmetic the portable loop compiles to.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
 #[inline(always)]
-fn score_step<const G: usize, const P: usize>(
+fn panel_products<const G: usize, const P: usize>(
     queries: &[f32],
-    key_panels: &[f32],
-    first: usize,
+    keys: &[f32],
     d: usize,
-    width: usize,
-    scale: f32,
-    scores: &mut [f32],
-) -> usize {
+) -> [[[f32; KEY_PANEL]; G]; P] {
     use std::arch::x86_64::*;
     let panel_len = d * KEY_PANEL;
-    let keys = &key_panels[first * panel_len..(first + P) * panel_len];
-    let queries = &queries[..G * d];
-    let last = (G - 1) * width + (first + P) * KEY_PANEL;
-    let scores = &mut scores[..last];
+    let (keys, queries) = (&keys[..P * panel_len], &queries[..G * d]);
+    let mut out = [[[0f32; KEY_PANEL]; G]; P];
     // SAFETY: the build enables AVX2 and FMA (the cfg above). Every read stays within `keys`
-    // (panel t's dimension i: t * panel_len + i * 8, 8 values, for i < d) or `queries`
-    // (h * d + i < G * d), and every write within `scores` (row h's panels first..first + P
-    // end at h * width + (first + P) * 8 <= last).
+    // (panel t's dimension i: t * panel_len + i * 8, 8 values, for t < P and i < d) or
+    // `queries` (h * d + i < G * d), and every store fills one 8-value array of `out`.
     unsafe {
-        let (k, q, out) = (keys.as_ptr(), queries.as_ptr(), scores.as_mut_ptr());
+        let (k, q) = (keys.as_ptr(), queries.as_ptr());
         let mut acc = [[_mm256_setzero_ps(); G]; P];
         for i in 0..d {
             for (t, acc) in acc.iter_mut().enumerate() {
@@ -206,13 +212,11 @@ fn score_step<const G: usize, const P: usize>(
                 }
             }
         }
-        let scale = _mm256_set1_ps(scale);
-        for (t, acc) in acc.iter().enumerate() {
-            for (h, &a) in acc.iter().enumerate() {
-                let at = h * width + (first + t) * KEY_PANEL;
-                _mm256_storeu_ps(out.add(at), _mm256_mul_ps(a, scale));
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            for (lanes, &a) in out.iter_mut().zip(acc) {
+                _mm256_storeu_ps(lanes.as_mut_ptr(), a);
             }
         }
     }
-    P
+    out
 }
