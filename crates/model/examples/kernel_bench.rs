@@ -82,16 +82,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let len = rows * cols / dtype.block_size() * dtype.type_size();
             let raw = MatrixRef::new(dtype, rows, cols, &storage.as_flattened()[..len])?;
             for &path in &paths {
-                let one = PackedMatrix::pack(&raw, path)?;
-                let copies = if cold {
-                    (COLD_BYTES / len.max(1)).max(2)
-                } else {
-                    1
-                };
-                let mut packed = vec![one];
-                for _ in 1..copies {
-                    packed.push(PackedMatrix::pack(&raw, path)?);
-                }
+                let copies = if cold { (COLD_BYTES / len).max(2) } else { 1 };
+                let packed = (0..copies)
+                    .map(|_| PackedMatrix::pack(&raw, path))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let mut next = 0;
                 for pool in &pools {
                     let pool = pool.as_ref().map_err(|e| e.to_string())?;
